@@ -1,0 +1,30 @@
+--[[ delete_job: removes jobs in any state. A running job's worker will find its lock
+gone and its commit refused.
+KEYS: the namespace keys (includes/keys.lua)
+ARGV[1] wake channel; [2..] job ids
+Reply: one status per job: 0 deleted, 1 no such job
+]]
+-- @include keys
+-- @include decode_job
+-- @include unplace_job
+-- @include release_pi
+-- @include is_pi_exclusive
+
+local statuses = {}
+local woke = false
+for i = 2, #ARGV do
+  local id = ARGV[i]
+  local j = decode_job(redis.call('HGET', K.jobs, id))
+  if not j then
+    statuses[#statuses + 1] = 1
+  else
+    unplace_job(id, j)
+    if j.o ~= '' and is_pi_exclusive(j) and release_pi(j.pi) then woke = true end
+    redis.call('HDEL', K.jobs, id)
+    redis.call('HDEL', K.payloads, id)
+    redis.call('HDEL', K.errors, id)
+    statuses[#statuses + 1] = 0
+  end
+end
+if woke then redis.call('PUBLISH', ARGV[1], '1') end
+return statuses

@@ -1,0 +1,61 @@
+--[[ enqueue: creates jobs (one call per chunk; all or nothing).
+KEYS: the namespace keys (includes/keys.lua)
+ARGV[1] wake channel; ARGV[2] number of jobs n; then 7 fields per job:
+  type, priority key ('' = none given: the override, instance or 0 applies),
+  due ('' = now, '+ms' = after a delay, 'ms' = at that time), retries,
+  exclusive ('1'/'0'), process instance id ('' = none), msgpack payload ('' = none)
+Reply: id of the first job; the others follow in order (ids are consecutive).
+Errors: 'REXEC:PI_NOT_FOUND <pi>'; nothing is written then.
+]]
+-- @include keys
+-- @include now_ms
+-- @include encode_job
+-- @include place_job
+
+local n = tonumber(ARGV[2])
+local now = now_ms()
+local pi_keys = {}
+for i = 0, n - 1 do
+  local pi = ARGV[3 + i * 7 + 5]
+  if pi ~= '' and pi_keys[pi] == nil then
+    local rec = redis.call('HGET', K.pis, pi)
+    if not rec then return redis.error_reply('REXEC:PI_NOT_FOUND ' .. pi) end
+    pi_keys[pi] = string.match(rec, '^[^|]*|(.*)$')
+  end
+end
+
+local last = redis.call('INCRBY', K.seq, n)
+local first = last - n + 1
+local overrides, seen_types = {}, {}
+local woke = false
+for i = 0, n - 1 do
+  local base = 3 + i * 7
+  local jtype, pk, due = ARGV[base], ARGV[base + 1], ARGV[base + 2]
+  local pi, payload = ARGV[base + 5], ARGV[base + 6]
+  if seen_types[jtype] == nil then
+    seen_types[jtype] = true
+    redis.call('SADD', K.types, jtype)
+    overrides[jtype] = redis.call('HGET', K.overrides, jtype)
+  end
+  if overrides[jtype] then
+    pk = overrides[jtype]
+  elseif pk == '' then
+    pk = (pi ~= '' and pi_keys[pi] ~= '') and pi_keys[pi] or '7fffffffffffffff'
+  end
+  local d
+  if due == '' then
+    d = now
+  elseif string.sub(due, 1, 1) == '+' then
+    d = now + tonumber(string.sub(due, 2))
+  else
+    d = tonumber(due)
+  end
+  local id = num(first + i)
+  local j = {t = jtype, p = pk, d = d, r = tonumber(ARGV[base + 3]), x = ARGV[base + 4],
+             pi = pi, v = 0, o = '', e = '', s = '0'}
+  redis.call('HSET', K.jobs, id, encode_job(j))
+  if payload ~= '' then redis.call('HSET', K.payloads, id, payload) end
+  if place_job(id, j, now) == 'ready' then woke = true end
+end
+if woke then redis.call('PUBLISH', ARGV[1], '1') end
+return first

@@ -1,0 +1,22 @@
+-- Names the namespace keys every rexec script receives, in rexec/keys.py's
+-- SCRIPT_KEY_NAMES order. All share the hash tag {namespace}.
+local K = {
+  jobs = KEYS[1],            -- hash  id -> record "t|p|d|r|x|pi|v|o|e|s"
+  payloads = KEYS[2],        -- hash  id -> msgpack payload bytes (absent when none)
+  errors = KEYS[3],          -- hash  id -> last exception text
+  ready = KEYS[4],           -- zset  lex, member "type|pk due L id[|pi]"
+  scheduled = KEYS[5],       -- zset  score due_ms, member as in ready
+  locked = KEYS[6],          -- zset  score lock_expires_ms, member id
+  suspended = KEYS[7],       -- zset  lex, member as in ready
+  incidents = KEYS[8],       -- zset  score time of incident, member id
+  pijobs = KEYS[9],          -- zset  lex, member "pi|pk due L id|type" (ready exclusive jobs)
+  pilocks = KEYS[10],        -- hash  pi -> number of its exclusive jobs locked
+  types = KEYS[11],          -- set   every job type ever enqueued
+  suspended_types = KEYS[12],-- set   suspended job definitions
+  overrides = KEYS[13],      -- hash  type -> overriding priority key
+  pis = KEYS[14],            -- hash  pi -> "revision|priority key or empty"
+  vars = KEYS[15],           -- hash  pi -> msgpack variables
+  seq = KEYS[16],            -- string  id counter (jobs and process instances)
+  counters = KEYS[17],       -- hash  cluster-wide counters
+  joins = KEYS[18],          -- hash  "pi|join id" -> branches still to arrive
+}

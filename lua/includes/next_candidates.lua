@@ -1,0 +1,18 @@
+-- The best `limit` ready jobs over the given types, in acquisition order (priority
+-- key, due, id): a merge of each type's lex range, so O(types * (log N + limit)).
+-- `lo`/`hi` bound the priority key ('' = unbounded).
+local function next_candidates(types, lo, hi, limit)
+  local cands = {}
+  for _, t in ipairs(types) do
+    local first = lo ~= '' and ('[' .. t .. '|' .. lo) or ('[' .. t .. '|')
+    local last = hi ~= '' and ('[' .. t .. '|' .. hi .. '~') or ('[' .. t .. '|~')
+    local ms = redis.call('ZRANGEBYLEX', K.ready, first, last, 'LIMIT', 0, limit)
+    for _, m in ipairs(ms) do
+      local jtype, key, pi = string.match(m, '^([^|]*)|([^|]*)|?(.*)$')
+      cands[#cands + 1] = {m = m, t = jtype, key = key, id = string.sub(key, 30), pi = pi}
+    end
+  end
+  table.sort(cands, function(a, b) return a.key < b.key end)
+  while #cands > limit do table.remove(cands) end
+  return cands
+end

@@ -1,0 +1,5 @@
+-- Redis server time in integer milliseconds: every node agrees on it.
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end

@@ -1,0 +1,26 @@
+-- @include ready_member
+-- @include pi_member
+-- @include is_pi_exclusive
+-- Puts an unlocked job into the index its state calls for; returns that state.
+-- Exclusive jobs of a locked process instance go to pijobs only (parked).
+local function place_job(id, j, now)
+  if j.r <= 0 then
+    redis.call('ZADD', K.incidents, now, id)
+    return 'incident'
+  end
+  local m = ready_member(id, j)
+  if j.s == '1' then
+    redis.call('ZADD', K.suspended, 0, m)
+    return 'suspended'
+  end
+  if j.d > now then
+    redis.call('ZADD', K.scheduled, j.d, m)
+    return 'scheduled'
+  end
+  if is_pi_exclusive(j) then
+    redis.call('ZADD', K.pijobs, 0, pi_member(id, j))
+    if redis.call('HEXISTS', K.pilocks, j.pi) == 1 then return 'parked' end
+  end
+  redis.call('ZADD', K.ready, 0, m)
+  return 'ready'
+end

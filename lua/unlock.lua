@@ -1,0 +1,21 @@
+--[[ unlock: gives locked jobs back unchanged (not started, or shutting down).
+KEYS: the namespace keys (includes/keys.lua)
+ARGV[1] wake channel; [2] owner; then pairs: job id, revision
+Reply: one status per job: 0 unlocked, 1 no such job, 2 lock lost
+]]
+-- @include keys
+-- @include now_ms
+-- @include check_owner
+-- @include unlock_job
+
+local now = now_ms()
+local statuses = {}
+local woke = false
+for i = 3, #ARGV, 2 do
+  local id = ARGV[i]
+  local j, status = check_owner(id, ARGV[2], ARGV[i + 1])
+  if j and unlock_job(id, j, now) == 'ready' then woke = true end
+  statuses[#statuses + 1] = status
+end
+if woke then redis.call('PUBLISH', ARGV[1], '1') end
+return statuses

@@ -1,0 +1,60 @@
+"""The rexec exception tree: catch ``RexecError`` for everything rexec raises."""
+
+from __future__ import annotations
+
+
+class RexecError(Exception):
+    """Root of every error rexec raises on purpose."""
+
+
+class ValidationError(RexecError, ValueError):
+    """Bad input, rejected before anything was written."""
+
+
+class InvalidPriorityError(ValidationError):
+    """A priority that is not an integer in the signed 64-bit range."""
+
+
+class InvalidRetryCycleError(ValidationError):
+    """A retry cycle that is not ``R<n>/<duration>`` or a list of durations."""
+
+
+class InvalidJobTypeError(ValidationError):
+    """A job type name rexec cannot store."""
+
+
+class PayloadError(ValidationError):
+    """A payload or variables that msgpack cannot encode or decode."""
+
+
+class NotFoundError(RexecError, LookupError):
+    """Something named by id does not exist (any more)."""
+
+
+class JobNotFoundError(NotFoundError):
+    """No job with that id: it never existed, was completed or deleted."""
+
+
+class ProcessInstanceNotFoundError(NotFoundError):
+    """No process instance with that id."""
+
+
+class OptimisticLockingError(RexecError):
+    """The job is no longer locked by this owner at this revision (or a process
+    instance changed under it): the change was not applied."""
+
+
+class HandlerNotFoundError(RexecError):
+    """A worker acquired a job whose type has no handler registered in its app."""
+
+
+class JobTimeoutError(RexecError):
+    """A handler ran past its job type's ``timeout_ms``."""
+
+
+class ScriptError(RexecError):
+    """A Lua script answered something rexec does not understand."""
+
+
+class ConfigurationError(RexecError):
+    """rexec was set up wrongly (bad URL, missing Redis, bad app path)."""

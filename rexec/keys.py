@@ -1,0 +1,152 @@
+"""The one source of truth for Redis key names.
+
+Every key of a namespace carries the hash tag ``{namespace}``, so all of them live in
+one Redis Cluster slot and every script can take them all in ``KEYS``. The layout is
+documented in docs/internals/redis-schema.md; tests/test_keys.py pins the exact strings.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+NAMESPACE_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+
+# The order is the KEYS order every script receives (lua/includes/keys.lua names them).
+SCRIPT_KEY_NAMES: tuple[str, ...] = (
+    "jobs",
+    "payloads",
+    "errors",
+    "ready",
+    "scheduled",
+    "locked",
+    "suspended",
+    "incidents",
+    "pijobs",
+    "pilocks",
+    "types",
+    "suspended_types",
+    "overrides",
+    "pis",
+    "vars",
+    "seq",
+    "counters",
+    "joins",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """Key names of one namespace."""
+
+    namespace: str
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.namespace, str) or not NAMESPACE_RE.match(self.namespace):
+            from rexec.errors import ValidationError
+
+            raise ValidationError(
+                f"namespace must be 1-64 characters of A-Z a-z 0-9 _ . -, got {self.namespace!r}"
+            )
+
+    @property
+    def prefix(self) -> str:
+        return f"rexec:{{{self.namespace}}}:"
+
+    def key(self, name: str) -> str:
+        return self.prefix + name
+
+    @property
+    def script_keys(self) -> list[str]:
+        """All keys in the order lua/includes/keys.lua expects them."""
+        return [self.prefix + name for name in SCRIPT_KEY_NAMES]
+
+    # Named accessors for the keys Python reads directly.
+    @property
+    def jobs(self) -> str:
+        return self.prefix + "jobs"
+
+    @property
+    def payloads(self) -> str:
+        return self.prefix + "payloads"
+
+    @property
+    def errors(self) -> str:
+        return self.prefix + "errors"
+
+    @property
+    def ready(self) -> str:
+        return self.prefix + "ready"
+
+    @property
+    def scheduled(self) -> str:
+        return self.prefix + "scheduled"
+
+    @property
+    def locked(self) -> str:
+        return self.prefix + "locked"
+
+    @property
+    def suspended(self) -> str:
+        return self.prefix + "suspended"
+
+    @property
+    def incidents(self) -> str:
+        return self.prefix + "incidents"
+
+    @property
+    def pijobs(self) -> str:
+        return self.prefix + "pijobs"
+
+    @property
+    def pilocks(self) -> str:
+        return self.prefix + "pilocks"
+
+    @property
+    def types(self) -> str:
+        return self.prefix + "types"
+
+    @property
+    def suspended_types(self) -> str:
+        return self.prefix + "suspended_types"
+
+    @property
+    def overrides(self) -> str:
+        return self.prefix + "overrides"
+
+    @property
+    def pis(self) -> str:
+        return self.prefix + "pis"
+
+    @property
+    def vars(self) -> str:
+        return self.prefix + "vars"
+
+    @property
+    def seq(self) -> str:
+        return self.prefix + "seq"
+
+    @property
+    def counters(self) -> str:
+        return self.prefix + "counters"
+
+    @property
+    def joins(self) -> str:
+        return self.prefix + "joins"
+
+    @property
+    def metrics(self) -> str:
+        return self.prefix + "metrics"
+
+    @property
+    def workers(self) -> str:
+        return self.prefix + "workers"
+
+    @property
+    def heartbeats(self) -> str:
+        return self.prefix + "heartbeats"
+
+    @property
+    def wake_channel(self) -> str:
+        """Pub/sub channel (not a key) on which producers wake idle workers."""
+        return self.prefix + "wake"

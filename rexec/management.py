@@ -1,0 +1,218 @@
+"""The management API: what an operator (CLI, cockpit, code) reads and changes.
+
+Mass operations over one job type (cascading an overriding priority, suspending a job
+definition with its jobs) walk the job records in chunks and change each chunk in one
+script call, so they never block Redis for long, whatever the number of jobs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rexec.codec import check_priority, check_type, priority_from_key, priority_key
+from rexec.errors import JobNotFoundError, ValidationError
+from rexec.job import Job, JobState
+from rexec.store import Store, check_job_id
+
+
+@dataclass(frozen=True, slots=True)
+class JobDefinitionInfo:
+    type: str
+    overriding_priority: int | None
+    suspended: bool
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class Management:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.keys = store.keys
+        self.client = store.client
+
+    # -- reads --------------------------------------------------------------------------
+
+    def get_job(self, job_id: str) -> Job | None:
+        return self.store.get_job(job_id)
+
+    def counts(self) -> dict[str, int]:
+        """Jobs by state (every job is in exactly one)."""
+        k = self.keys
+        now = self.store.time_ms()
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hlen(k.jobs)
+        pipe.zcount(k.scheduled, f"({now}", "+inf")
+        pipe.zcard(k.locked)
+        pipe.zcard(k.suspended)
+        pipe.zcard(k.incidents)
+        total, scheduled, locked, suspended, incidents = (int(x) for x in pipe.execute())
+        return {
+            JobState.READY.value: max(0, total - scheduled - locked - suspended - incidents),
+            JobState.SCHEDULED.value: scheduled,
+            JobState.LOCKED.value: locked,
+            JobState.SUSPENDED.value: suspended,
+            JobState.INCIDENT.value: incidents,
+            "total": total,
+        }
+
+    def jobs(
+        self,
+        state: JobState | str | None = None,
+        type: str | None = None,  # noqa: A002 - mirrors the job field
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[Job]:
+        """Jobs in one state (or all), in the order that state is kept: ready and
+        suspended by priority, scheduled by due time, locked by lock expiry,
+        incidents by time."""
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 0 <= limit <= 10_000:
+            raise ValidationError(f"limit must be 0..10000, got {limit!r}")
+        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+            raise ValidationError(f"offset must be a non-negative integer, got {offset!r}")
+        if type is not None:
+            check_type(type)
+        if state is None:
+            states = [JobState.LOCKED, JobState.READY, JobState.SCHEDULED, JobState.SUSPENDED,
+                      JobState.INCIDENT]
+        else:
+            try:
+                states = [JobState(state)]
+            except ValueError:
+                raise ValidationError(
+                    f"unknown state {state!r}; one of {', '.join(s.value for s in JobState)}"
+                ) from None
+        found: list[Job] = []
+        skip = offset
+        for one in states:
+            for job in self._iter_state(one, type):
+                if skip:
+                    skip -= 1
+                    continue
+                if len(found) >= limit:
+                    return found
+                found.append(job)
+        return found
+
+    def _iter_state(self, state: JobState, job_type: str | None, page: int = 500):  # type: ignore[no-untyped-def]
+        k = self.keys
+        start = 0
+        while True:
+            if state in (JobState.READY, JobState.SUSPENDED):
+                key = k.ready if state is JobState.READY else k.suspended
+                low, high = ("-", "+") if job_type is None else (f"[{job_type}|", f"[{job_type}|~")
+                members = self.client.zrangebylex(key, low, high, start=start, num=page)
+                ids = [_text(m).split("|")[1][29:] for m in members]
+            elif state is JobState.SCHEDULED:
+                members = self.client.zrange(k.scheduled, start, start + page - 1)
+                ids = [
+                    _text(m).split("|")[1][29:]
+                    for m in members
+                    if job_type is None or _text(m).startswith(job_type + "|")
+                ]
+            else:
+                key = k.locked if state is JobState.LOCKED else k.incidents
+                members = self.client.zrange(key, start, start + page - 1)
+                ids = [_text(m) for m in members]
+            for job in self.store.get_jobs(ids):
+                if (job_type is None or job.type == job_type) and job.state is state:
+                    yield job
+            if len(members) < page:
+                return
+            start += page
+
+    def job_definitions(self) -> list[JobDefinitionInfo]:
+        k = self.keys
+        pipe = self.client.pipeline(transaction=False)
+        pipe.smembers(k.types)
+        pipe.smembers(k.suspended_types)
+        pipe.hgetall(k.overrides)
+        types, suspended, overrides = pipe.execute()
+        suspended_names = {_text(t) for t in suspended}
+        override_of = {_text(t): priority_from_key(_text(p)) for t, p in overrides.items()}
+        names = sorted({_text(t) for t in types} | suspended_names | set(override_of))
+        return [
+            JobDefinitionInfo(name, override_of.get(name), name in suspended_names)
+            for name in names
+        ]
+
+    # -- single jobs --------------------------------------------------------------------
+
+    def _one(self, changed: int, job_id: str) -> None:
+        if changed == 0:
+            raise JobNotFoundError(f"no job {job_id!r}")
+
+    def set_job_priority(self, job_id: str, priority: int) -> None:
+        """Gives one job a new priority; it is re-sorted at once."""
+        check_job_id(job_id)
+        check_priority(priority)
+        self._one(self.store.set_priority([job_id], priority), job_id)
+
+    def suspend_job(self, job_id: str) -> None:
+        check_job_id(job_id)
+        self._one(self.store.set_suspended([job_id], True), job_id)
+
+    def activate_job(self, job_id: str) -> None:
+        check_job_id(job_id)
+        self._one(self.store.set_suspended([job_id], False), job_id)
+
+    def set_job_retries(self, job_id: str, retries: int) -> None:
+        """Sets the retries left; on an incident, this resolves it."""
+        check_job_id(job_id)
+        self._one(self.store.set_retries([job_id], retries), job_id)
+
+    def delete_job(self, job_id: str) -> None:
+        check_job_id(job_id)
+        self._one(self.store.delete([job_id]), job_id)
+
+    # -- job definitions ------------------------------------------------------------------
+
+    def set_overriding_job_priority(
+        self, job_type: str, priority: int, *, cascade: bool = False
+    ) -> int:
+        """New jobs of ``job_type`` get ``priority`` whatever else applies; with
+        ``cascade`` every existing job of the type gets it too. Returns the number of
+        existing jobs changed (0 without cascade)."""
+        check_type(job_type)
+        pk = priority_key(priority)
+        self.client.hset(self.keys.overrides, job_type, pk)
+        if not cascade:
+            return 0
+        return sum(
+            self.store.set_priority(ids, priority, only_type=job_type)
+            for ids in self.store.scan_job_ids(job_type)
+        )
+
+    def clear_overriding_job_priority(self, job_type: str) -> None:
+        """New jobs of the type get their priority as usual again; existing jobs keep
+        the one they have."""
+        check_type(job_type)
+        self.client.hdel(self.keys.overrides, job_type)
+
+    def suspend_job_definition(self, job_type: str, *, include_jobs: bool = True) -> int:
+        """Stops acquisition of every job of the type; with ``include_jobs`` each job is
+        suspended too (and stays so if the definition alone is activated)."""
+        check_type(job_type)
+        self.client.sadd(self.keys.suspended_types, job_type)
+        if not include_jobs:
+            return 0
+        return sum(
+            self.store.set_suspended(ids, True, only_type=job_type)
+            for ids in self.store.scan_job_ids(job_type)
+        )
+
+    def activate_job_definition(self, job_type: str, *, include_jobs: bool = True) -> int:
+        """Resumes acquisition of the type; with ``include_jobs`` its suspended jobs
+        are activated too, back in their original order."""
+        check_type(job_type)
+        changed = 0
+        if include_jobs:
+            changed = sum(
+                self.store.set_suspended(ids, False, only_type=job_type)
+                for ids in self.store.scan_job_ids(job_type)
+            )
+        self.client.srem(self.keys.suspended_types, job_type)
+        if changed:
+            self.client.publish(self.keys.wake_channel, "1")
+        return changed

@@ -1,0 +1,49 @@
+"""Priority precedence (SPEC §4), as pure functions.
+
+The first that applies wins: the job definition's overriding priority, an explicit
+priority given at enqueue, the job type's priority rule, the process instance's priority,
+then 0. The first and fourth live in Redis, so the enqueue script applies them
+(lua/enqueue.lua); :func:`resolve_priority` states the whole rule for tests and readers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from rexec.codec import check_priority
+
+PriorityRule = int | Callable[[Any, Mapping[str, Any]], int]
+ProcessPriority = int | Callable[[Mapping[str, Any]], int]
+
+
+def rule_priority(
+    rule: PriorityRule | None, payload: Any, variables: Mapping[str, Any]
+) -> int | None:
+    """Evaluate a job type's priority rule; ``None`` when the type has none."""
+    if rule is None:
+        return None
+    if callable(rule):
+        return check_priority(rule(payload, variables))
+    return check_priority(rule)
+
+
+def process_priority(rule: ProcessPriority | None, variables: Mapping[str, Any]) -> int | None:
+    if rule is None:
+        return None
+    if callable(rule):
+        return check_priority(rule(variables))
+    return check_priority(rule)
+
+
+def resolve_priority(
+    *,
+    overriding: int | None = None,
+    explicit: int | None = None,
+    rule: int | None = None,
+    process_instance: int | None = None,
+) -> int:
+    for candidate in (overriding, explicit, rule, process_instance):
+        if candidate is not None:
+            return candidate
+    return 0

@@ -1,0 +1,409 @@
+"""The job store: the Python face of the Lua scripts.
+
+Producers, workers and operators all go through it; every method is one script call (or
+one pipeline of them), so each change is atomic in Redis.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import redis
+
+from rexec.codec import check_ms, check_priority, check_type, priority_key
+from rexec.errors import OptimisticLockingError, ValidationError
+from rexec.job import Job, JobState, parse_record
+from rexec.keys import Keys
+from rexec.retry import DEFAULT_RETRY_CYCLE, RetryCycle
+from rexec.scripts import Scripts
+from rexec.status import Status, raise_for_status, translate_script_error
+
+ENQUEUE_CHUNK = 1000
+DEFAULT_EXCLUSIVE_CAP = 100
+DEFAULT_PROMOTE_CAP = 100_000
+DEFAULT_RECLAIM_CAP = 1000
+MAX_RETRIES = 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    """A job to create, its priority already resolved from the explicit value or the
+    type's rule (``None``: the override, the process instance's priority, or 0)."""
+
+    type: str
+    payload_raw: bytes | None = None
+    priority: int | None = None
+    due_ms: int | None = None
+    delay_ms: int | None = None
+    retries: int = 3
+    exclusive: bool = True
+    process_instance_id: str | None = None
+
+    def __post_init__(self) -> None:
+        check_type(self.type)
+        if self.priority is not None:
+            check_priority(self.priority)
+        check_ms(self.due_ms, "due_ms")
+        check_ms(self.delay_ms, "delay_ms")
+        if self.due_ms is not None and self.delay_ms is not None:
+            raise ValidationError("give due_ms or delay_ms, not both")
+        if isinstance(self.retries, bool) or not isinstance(self.retries, int):
+            raise ValidationError(f"retries must be an integer, got {self.retries!r}")
+        if not 0 < self.retries <= MAX_RETRIES:
+            raise ValidationError(f"retries must be 1..{MAX_RETRIES}, got {self.retries}")
+        if self.process_instance_id is not None:
+            check_process_instance_id(self.process_instance_id)
+
+    def script_args(self) -> list[bytes | str | int]:
+        if self.due_ms is not None:
+            due: str = str(self.due_ms)
+        elif self.delay_ms:
+            due = f"+{self.delay_ms}"
+        else:
+            due = ""
+        return [
+            self.type,
+            "" if self.priority is None else priority_key(self.priority),
+            due,
+            self.retries,
+            "1" if self.exclusive else "0",
+            self.process_instance_id or "",
+            self.payload_raw or b"",
+        ]
+
+
+def check_process_instance_id(value: object) -> str:
+    if not isinstance(value, str) or not value or "|" in value or len(value) > 200:
+        raise ValidationError(f"not a process instance id: {value!r}")
+    return value
+
+
+def check_job_id(value: object) -> str:
+    if not isinstance(value, str) or not value.isdigit() or len(value) > 20:
+        raise ValidationError(f"not a job id: {value!r}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class AcquiredJobs:
+    """What one acquisition locked: batches to run (a batch is one plain job or the
+    exclusive jobs of one process instance, to run in order)."""
+
+    batches: list[list[Job]]
+    failed_to_lock: int = 0
+    now_ms: int = 0
+    next_due_ms: int | None = None
+    reclaimed: int = 0
+    parked: int = 0
+
+    @property
+    def jobs(self) -> list[Job]:
+        return [job for batch in self.batches for job in batch]
+
+
+@dataclass(frozen=True, slots=True)
+class AcquireOptions:
+    """Filters and caps of one worker's acquisitions."""
+
+    lock_ms: int = 30_000
+    priority_min: int | None = None
+    priority_max: int | None = None
+    types: tuple[str, ...] = ()
+    exclusive_cap: int = DEFAULT_EXCLUSIVE_CAP
+    promote_cap: int = DEFAULT_PROMOTE_CAP
+    reclaim_cap: int = DEFAULT_RECLAIM_CAP
+    args: tuple[str | int, ...] = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.lock_ms, bool) or not isinstance(self.lock_ms, int):
+            raise ValidationError(f"lock_ms must be an integer, got {self.lock_ms!r}")
+        if not 100 <= self.lock_ms <= 86_400_000:
+            raise ValidationError(f"lock_ms must be 100..86400000, got {self.lock_ms}")
+        low = None if self.priority_min is None else check_priority(self.priority_min)
+        high = None if self.priority_max is None else check_priority(self.priority_max)
+        if low is not None and high is not None and low > high:
+            raise ValidationError(f"priority_min {low} is above priority_max {high}")
+        for t in self.types:
+            check_type(t)
+        # Precomputed once: the tail of every acquire call's ARGV.
+        object.__setattr__(
+            self,
+            "args",
+            (
+                self.lock_ms,
+                "" if high is None else priority_key(high),
+                "" if low is None else priority_key(low),
+                self.exclusive_cap,
+                self.promote_cap,
+                self.reclaim_cap,
+                *self.types,
+            ),
+        )
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class Store:
+    """All reads and writes of one namespace's jobs."""
+
+    @staticmethod
+    def validate_namespace(namespace: str) -> None:
+        Keys(namespace)
+
+    def __init__(self, client: redis.Redis, namespace: str = "default") -> None:
+        self.client = client
+        self.keys = Keys(namespace)
+        self._script_keys = self.keys.script_keys
+        self.scripts = Scripts(client)
+
+    def _run(
+        self, script: str, args: Sequence[bytes | str | int], client: redis.Redis | None = None
+    ) -> object:
+        try:
+            return getattr(self.scripts, script)(
+                keys=self._script_keys, args=list(args), client=client
+            )
+        except redis.ResponseError as exc:
+            raise translate_script_error(exc) from exc
+
+    def time_ms(self) -> int:
+        seconds, micros = self.client.time()
+        return int(seconds) * 1000 + int(micros) // 1000
+
+    # -- producers -----------------------------------------------------------------------
+
+    def enqueue(self, jobs: Sequence[NewJob], *, chunk: int = ENQUEUE_CHUNK) -> list[str]:
+        """Creates jobs, pipelined in chunks; returns their ids in order. Each chunk is
+        atomic; a chunk refused (unknown process instance) writes nothing."""
+        if not jobs:
+            return []
+        wake = self.keys.wake_channel
+        chunks = [jobs[i : i + chunk] for i in range(0, len(jobs), chunk)]
+        pipe = self.client.pipeline(transaction=False)
+        for part in chunks:
+            args: list[bytes | str | int] = [wake, len(part)]
+            for job in part:
+                args.extend(job.script_args())
+            self._run("enqueue", args, client=pipe)
+        try:
+            firsts = pipe.execute()
+        except redis.ResponseError as exc:
+            raise translate_script_error(exc) from exc
+        ids: list[str] = []
+        for first, part in zip(firsts, chunks, strict=True):
+            ids.extend(str(int(first) + i) for i in range(len(part)))
+        return ids
+
+    def start_process_instance(self, variables_raw: bytes, priority: int | None = None) -> str:
+        pk = "" if priority is None else priority_key(priority)
+        return _text(self._run("start_process", [pk, variables_raw]))  # type: ignore[arg-type]
+
+    # -- workers ------------------------------------------------------------------------
+
+    def acquire_jobs(
+        self,
+        owner: str,
+        max_jobs: int,
+        *,
+        lock_ms: int = 30_000,
+        priority_min: int | None = None,
+        priority_max: int | None = None,
+        types: Iterable[str] | None = None,
+        options: AcquireOptions | None = None,
+    ) -> AcquiredJobs:
+        """Locks up to ``max_jobs`` batches for ``owner`` in one atomic call."""
+        if options is None:
+            options = AcquireOptions(
+                lock_ms=lock_ms,
+                priority_min=priority_min,
+                priority_max=priority_max,
+                types=tuple(types or ()),
+            )
+        check_owner(owner)
+        if isinstance(max_jobs, bool) or not isinstance(max_jobs, int) or max_jobs < 0:
+            raise ValidationError(f"max_jobs must be a non-negative integer, got {max_jobs!r}")
+        if max_jobs == 0:
+            return AcquiredJobs(batches=[], now_ms=self.time_ms())
+        reply = self._run("acquire", [owner, max_jobs, *options.args])
+        now, next_due, reclaimed, parked, raw_batches = reply  # type: ignore[misc]
+        batches = []
+        for flat in raw_batches:
+            batch = []
+            for i in range(0, len(flat), 3):
+                batch.append(parse_record(_text(flat[i]), flat[i + 1], now, flat[i + 2]))
+            batches.append(batch)
+        return AcquiredJobs(
+            batches=batches,
+            now_ms=int(now),
+            next_due_ms=None if next_due < 0 else int(next_due),
+            reclaimed=int(reclaimed),
+            parked=int(parked),
+        )
+
+    def complete(self, job: Job) -> None:
+        """Commits a finished job: removes it, if still locked by its owner at its
+        revision; else raises OptimisticLockingError and changes nothing."""
+        raise_for_status(self.complete_many([job])[0], job.id)
+
+    def complete_many(self, jobs: Sequence[Job]) -> list[Status]:
+        """Commits several jobs of one owner in one call; a status per job."""
+        if not jobs:
+            return []
+        owner = _owner_of(jobs)
+        args: list[str | int] = [self.keys.wake_channel, owner]
+        for job in jobs:
+            args += (job.id, job.revision)
+        return [Status(s) for s in self._run("complete", args)]  # type: ignore[attr-defined]
+
+    def fail(
+        self,
+        job: Job,
+        error: BaseException | str,
+        *,
+        retry_cycle: RetryCycle | None = None,
+        details: str | None = None,
+    ) -> JobState:
+        """Records a failed execution and unlocks the job. Retries drop by one (not for
+        an OptimisticLockingError) and the job is due again after the retry cycle's
+        wait; at 0 retries it is an incident. Returns the state it is in now."""
+        conflict = isinstance(error, OptimisticLockingError)
+        consumed = 0 if conflict else 1
+        cycle = retry_cycle or DEFAULT_RETRY_CYCLE
+        delay = 0 if conflict else cycle.delay_ms(max(0, job.retries - 1))
+        text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+        if details:
+            text = f"{text}\n\n{details}"
+        owner = _owner_of([job])
+        status, state = self._run(  # type: ignore[misc]
+            "fail", [self.keys.wake_channel, owner, job.id, job.revision, text, consumed, delay]
+        )
+        raise_for_status(int(status), job.id)
+        return JobState(_text(state)) if _text(state) != "parked" else JobState.READY
+
+    def unlock(self, job: Job) -> None:
+        """Gives a locked job back unchanged, as if it had never been acquired."""
+        raise_for_status(self.unlock_many([job])[0], job.id)
+
+    def unlock_many(self, jobs: Sequence[Job]) -> list[Status]:
+        if not jobs:
+            return []
+        args: list[str | int] = [self.keys.wake_channel, _owner_of(jobs)]
+        for job in jobs:
+            args += (job.id, job.revision)
+        return [Status(s) for s in self._run("unlock", args)]  # type: ignore[attr-defined]
+
+    def extend_lock(self, job: Job, lock_ms: int) -> int:
+        """Renews a running job's lock; returns the new expiry (server ms)."""
+        expires, statuses = self.extend_locks([job], lock_ms)
+        raise_for_status(statuses[0], job.id)
+        return expires
+
+    def extend_locks(self, jobs: Sequence[Job], lock_ms: int) -> tuple[int, list[Status]]:
+        if not jobs:
+            return self.time_ms() + lock_ms, []
+        AcquireOptions(lock_ms=lock_ms)  # validates lock_ms
+        args: list[str | int] = [_owner_of(jobs), lock_ms]
+        for job in jobs:
+            args += (job.id, job.revision)
+        reply = self._run("extend_lock", args)
+        return int(reply[0]), [Status(s) for s in reply[1:]]  # type: ignore[index]
+
+    # -- operators ----------------------------------------------------------------------
+
+    def get_job(self, job_id: str) -> Job | None:
+        check_job_id(job_id)
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hget(self.keys.jobs, job_id)
+        pipe.hget(self.keys.payloads, job_id)
+        pipe.hget(self.keys.errors, job_id)
+        pipe.time()
+        record, payload, error, (seconds, micros) = pipe.execute()
+        if record is None:
+            return None
+        now = int(seconds) * 1000 + int(micros) // 1000
+        return parse_record(job_id, record, now, payload, error)
+
+    def get_jobs(self, job_ids: Sequence[str]) -> list[Job]:
+        """The jobs that still exist among ``job_ids``, in that order."""
+        if not job_ids:
+            return []
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hmget(self.keys.jobs, list(job_ids))
+        pipe.hmget(self.keys.payloads, list(job_ids))
+        pipe.hmget(self.keys.errors, list(job_ids))
+        pipe.time()
+        records, payloads, errors, (seconds, micros) = pipe.execute()
+        now = int(seconds) * 1000 + int(micros) // 1000
+        return [
+            parse_record(job_id, record, now, payload, error)
+            for job_id, record, payload, error in zip(
+                job_ids, records, payloads, errors, strict=True
+            )
+            if record is not None
+        ]
+
+    def set_priority(self, job_ids: Sequence[str], priority: int, *, only_type: str = "") -> int:
+        """Re-sorts jobs under a new priority; returns how many were changed."""
+        pk = priority_key(priority)
+        statuses = self._run("set_priority", [pk, only_type, *job_ids]) if job_ids else []
+        return sum(1 for s in statuses if s == Status.OK)  # type: ignore[attr-defined]
+
+    def set_suspended(
+        self, job_ids: Sequence[str], suspended: bool, *, only_type: str = ""
+    ) -> int:
+        if not job_ids:
+            return 0
+        flag = "1" if suspended else "0"
+        statuses = self._run("set_suspended", [self.keys.wake_channel, flag, only_type, *job_ids])
+        return sum(1 for s in statuses if s == Status.OK)  # type: ignore[attr-defined]
+
+    def set_retries(self, job_ids: Sequence[str], retries: int) -> int:
+        if isinstance(retries, bool) or not isinstance(retries, int):
+            raise ValidationError(f"retries must be an integer, got {retries!r}")
+        if not 0 <= retries <= MAX_RETRIES:
+            raise ValidationError(f"retries must be 0..{MAX_RETRIES}, got {retries}")
+        if not job_ids:
+            return 0
+        statuses = self._run("set_retries", [self.keys.wake_channel, retries, *job_ids])
+        return sum(1 for s in statuses if s == Status.OK)  # type: ignore[attr-defined]
+
+    def delete(self, job_ids: Sequence[str]) -> int:
+        if not job_ids:
+            return 0
+        statuses = self._run("delete_job", [self.keys.wake_channel, *job_ids])
+        return sum(1 for s in statuses if s == Status.OK)  # type: ignore[attr-defined]
+
+    def scan_job_ids(self, job_type: str | None = None, count: int = 1000) -> Iterable[list[str]]:
+        """Every job id (of one type), in chunks, without blocking Redis: HSCAN over
+        the job records. May repeat an id; the operations it feeds are idempotent."""
+        cursor = 0
+        prefix = None if job_type is None else (job_type + "|").encode()
+        while True:
+            cursor, chunk = self.client.hscan(self.keys.jobs, cursor, count=count)
+            ids = [
+                _text(job_id)
+                for job_id, record in chunk.items()
+                if prefix is None or record.startswith(prefix)
+            ]
+            if ids:
+                yield ids
+            if cursor == 0:
+                return
+
+
+def check_owner(owner: object) -> str:
+    if not isinstance(owner, str) or not owner or "|" in owner or len(owner) > 200:
+        raise ValidationError(f"not a lock owner id: {owner!r}")
+    return owner
+
+
+def _owner_of(jobs: Sequence[Job]) -> str:
+    owner = jobs[0].lock_owner
+    if owner is None or any(job.lock_owner != owner for job in jobs):
+        raise OptimisticLockingError(
+            "these jobs are not locked (by one owner): acquire them before committing"
+        )
+    return owner
