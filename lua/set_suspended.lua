@@ -2,7 +2,7 @@
 acquired; activating files it back under its original sort key, so it regains its place.
 KEYS: the namespace keys (includes/keys.lua)
 ARGV[1] wake channel; [2] '1' or '0'; [3] only jobs of this type ('' = any); [4..] ids
-Reply: one status per job: 0 done, 1 no such job (or not of that type)
+Reply: one status per job: 0 changed, 1 no such job (or not of that type), 3 already so
 ]]
 -- @include keys
 -- @include now_ms
@@ -26,8 +26,10 @@ for i = 4, #ARGV do
       j.s = flag
       redis.call('HSET', K.jobs, id, encode_job(j))
       if j.o == '' and place_job(id, j, now) == 'ready' then woke = true end
+      statuses[#statuses + 1] = 0
+    else
+      statuses[#statuses + 1] = 3
     end
-    statuses[#statuses + 1] = 0
   end
 end
 if woke then redis.call('PUBLISH', ARGV[1], '1') end

@@ -57,7 +57,9 @@ class App:
         acquisition: str = "atomic",
     ) -> None:
         if acquisition not in ("atomic", "optimistic"):
-            raise ValidationError(f"acquisition must be 'atomic' or 'optimistic', got {acquisition!r}")
+            raise ValidationError(
+                f"acquisition must be 'atomic' or 'optimistic', got {acquisition!r}"
+            )
         self.redis_url = redis_url or os.environ.get("REXEC_REDIS_URL") or None
         self.namespace = namespace or os.environ.get("REXEC_NAMESPACE") or "default"
         self.acquisition = acquisition
@@ -65,6 +67,15 @@ class App:
         self._client: redis.Redis | None = None
         self._store: Store | None = None
         Store.validate_namespace(self.namespace)
+
+    @classmethod
+    def with_client(cls, client: redis.Redis, *, namespace: str = "default") -> App:
+        """An app on an existing client (``decode_responses=False``). Worker nodes need
+        a URL to connect their own processes; this is for producers and tests."""
+        app = cls(namespace=namespace)
+        app.redis_url = app.redis_url or "client://"
+        app._client = client
+        return app
 
     # -- connection ---------------------------------------------------------------------
 
@@ -108,7 +119,7 @@ class App:
 
     def job(
         self,
-        type: str,  # noqa: A002 - the job type's name
+        type: str,
         *,
         priority: PriorityRule | None = None,
         exclusive: bool = True,
@@ -143,7 +154,7 @@ class App:
 
     def enqueue(
         self,
-        type: str,  # noqa: A002 - the job type's name
+        type: str,
         payload: Any = None,
         *,
         priority: int | None = None,
@@ -179,11 +190,13 @@ class App:
             and callable(getattr(self.definitions.get(spec.get("type", "")), "priority", None))
         }
         for pi in rules_need:
-            variables[pi] = self.get_variables(pi)  # type: ignore[arg-type]
+            variables[str(pi)] = self.get_variables(str(pi))
         jobs = [self._new_job(spec, variables) for spec in specs]
         return self.store.enqueue(jobs)
 
-    def _new_job(self, spec: Mapping[str, Any], variables: Mapping[str, Mapping[str, Any]]) -> NewJob:
+    def _new_job(
+        self, spec: Mapping[str, Any], variables: Mapping[str, Mapping[str, Any]]
+    ) -> NewJob:
         if not isinstance(spec, Mapping):
             raise ValidationError(f"a job spec is a mapping, got {type(spec).__name__}")
         unknown = set(spec) - ENQUEUE_OPTIONS - {"type", "payload"}
@@ -237,7 +250,7 @@ class App:
 
     def get_variables(self, process_instance_id: str) -> dict[str, Any]:
         check_process_instance_id(process_instance_id)
-        raw = self.client.hget(self.store.keys.vars, process_instance_id)
+        raw: bytes | None = self.client.hget(self.store.keys.vars, process_instance_id)  # type: ignore[assignment]
         if raw is None:
             raise ProcessInstanceNotFoundError(f"no process instance {process_instance_id!r}")
         value = unpack(raw, "variables")

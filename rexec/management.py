@@ -10,8 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rexec.codec import check_priority, check_type, priority_from_key, priority_key
-from rexec.errors import JobNotFoundError, ValidationError
+from rexec.errors import ValidationError
 from rexec.job import Job, JobState
+from rexec.status import Status, raise_for_status
 from rexec.store import Store, check_job_id
 
 
@@ -60,7 +61,7 @@ class Management:
     def jobs(
         self,
         state: JobState | str | None = None,
-        type: str | None = None,  # noqa: A002 - mirrors the job field
+        type: str | None = None,
         limit: int = 100,
         offset: int = 0,
     ) -> list[Job]:
@@ -74,8 +75,13 @@ class Management:
         if type is not None:
             check_type(type)
         if state is None:
-            states = [JobState.LOCKED, JobState.READY, JobState.SCHEDULED, JobState.SUSPENDED,
-                      JobState.INCIDENT]
+            states = [
+                JobState.LOCKED,
+                JobState.READY,
+                JobState.SCHEDULED,
+                JobState.SUSPENDED,
+                JobState.INCIDENT,
+            ]
         else:
             try:
                 states = [JobState(state)]
@@ -102,10 +108,12 @@ class Management:
             if state in (JobState.READY, JobState.SUSPENDED):
                 key = k.ready if state is JobState.READY else k.suspended
                 low, high = ("-", "+") if job_type is None else (f"[{job_type}|", f"[{job_type}|~")
-                members = self.client.zrangebylex(key, low, high, start=start, num=page)
+                members: list[bytes] = self.client.zrangebylex(  # type: ignore[assignment]
+                    key, low, high, start=start, num=page
+                )
                 ids = [_text(m).split("|")[1][29:] for m in members]
             elif state is JobState.SCHEDULED:
-                members = self.client.zrange(k.scheduled, start, start + page - 1)
+                members = self.client.zrange(k.scheduled, start, start + page - 1)  # type: ignore[assignment]
                 ids = [
                     _text(m).split("|")[1][29:]
                     for m in members
@@ -113,7 +121,7 @@ class Management:
                 ]
             else:
                 key = k.locked if state is JobState.LOCKED else k.incidents
-                members = self.client.zrange(key, start, start + page - 1)
+                members = self.client.zrange(key, start, start + page - 1)  # type: ignore[assignment]
                 ids = [_text(m) for m in members]
             for job in self.store.get_jobs(ids):
                 if (job_type is None or job.type == job_type) and job.state is state:
@@ -139,9 +147,13 @@ class Management:
 
     # -- single jobs --------------------------------------------------------------------
 
-    def _one(self, changed: int, job_id: str) -> None:
-        if changed == 0:
-            raise JobNotFoundError(f"no job {job_id!r}")
+    @staticmethod
+    def _one(statuses: list[Status], job_id: str) -> None:
+        raise_for_status(statuses[0], job_id, locked=False)
+
+    @staticmethod
+    def _changed(statuses: list[Status]) -> int:
+        return sum(1 for status in statuses if status is Status.OK)
 
     def set_job_priority(self, job_id: str, priority: int) -> None:
         """Gives one job a new priority; it is re-sorted at once."""
@@ -180,7 +192,7 @@ class Management:
         if not cascade:
             return 0
         return sum(
-            self.store.set_priority(ids, priority, only_type=job_type)
+            self._changed(self.store.set_priority(ids, priority, only_type=job_type))
             for ids in self.store.scan_job_ids(job_type)
         )
 
@@ -198,7 +210,7 @@ class Management:
         if not include_jobs:
             return 0
         return sum(
-            self.store.set_suspended(ids, True, only_type=job_type)
+            self._changed(self.store.set_suspended(ids, True, only_type=job_type))
             for ids in self.store.scan_job_ids(job_type)
         )
 
@@ -209,7 +221,7 @@ class Management:
         changed = 0
         if include_jobs:
             changed = sum(
-                self.store.set_suspended(ids, False, only_type=job_type)
+                self._changed(self.store.set_suspended(ids, False, only_type=job_type))
                 for ids in self.store.scan_job_ids(job_type)
             )
         self.client.srem(self.keys.suspended_types, job_type)

@@ -19,12 +19,21 @@ class Status(IntEnum):
     OK = 0
     NO_SUCH_JOB = 1
     LOCK_LOST = 2
+    UNCHANGED = 3
 
 
-def raise_for_status(status: int, job_id: str) -> None:
-    """Raise the exception a per-job script status stands for (nothing for OK)."""
-    if status == Status.OK:
+def raise_for_status(status: int, job_id: str, *, locked: bool = True) -> None:
+    """Raise the exception a per-job script status stands for (nothing for OK).
+
+    For operations on a locked job (``locked``), a job that is gone means the lock is
+    lost too: the caller gets the OptimisticLockingError its commit protocol expects.
+    """
+    if status in (Status.OK, Status.UNCHANGED):
         return
+    if status == Status.NO_SUCH_JOB and locked:
+        raise OptimisticLockingError(
+            f"job {job_id!r} no longer exists (deleted, or committed by another worker)"
+        )
     if status == Status.NO_SUCH_JOB:
         raise JobNotFoundError(f"no job {job_id!r} (completed, deleted or never created)")
     if status == Status.LOCK_LOST:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import redis
 
@@ -227,8 +228,8 @@ class Store:
             raise ValidationError(f"max_jobs must be a non-negative integer, got {max_jobs!r}")
         if max_jobs == 0:
             return AcquiredJobs(batches=[], now_ms=self.time_ms())
-        reply = self._run("acquire", [owner, max_jobs, *options.args])
-        now, next_due, reclaimed, parked, raw_batches = reply  # type: ignore[misc]
+        reply: list[Any] = self._run("acquire", [owner, max_jobs, *options.args])  # type: ignore[assignment]
+        now, next_due, reclaimed, parked, raw_batches = reply
         batches = []
         for flat in raw_batches:
             batch = []
@@ -277,9 +278,10 @@ class Store:
         if details:
             text = f"{text}\n\n{details}"
         owner = _owner_of([job])
-        status, state = self._run(  # type: ignore[misc]
+        reply: list[Any] = self._run(  # type: ignore[assignment]
             "fail", [self.keys.wake_channel, owner, job.id, job.revision, text, consumed, delay]
         )
+        status, state = reply
         raise_for_status(int(status), job.id)
         return JobState(_text(state)) if _text(state) != "parked" else JobState.READY
 
@@ -345,36 +347,39 @@ class Store:
             if record is not None
         ]
 
-    def set_priority(self, job_ids: Sequence[str], priority: int, *, only_type: str = "") -> int:
-        """Re-sorts jobs under a new priority; returns how many were changed."""
-        pk = priority_key(priority)
-        statuses = self._run("set_priority", [pk, only_type, *job_ids]) if job_ids else []
-        return sum(1 for s in statuses if s == Status.OK)  # type: ignore[attr-defined]
+    def _statuses(self, script: str, args: Sequence[bytes | str | int]) -> list[Status]:
+        return [Status(s) for s in self._run(script, args)]  # type: ignore[attr-defined]
+
+    def set_priority(
+        self, job_ids: Sequence[str], priority: int, *, only_type: str = ""
+    ) -> list[Status]:
+        """Re-sorts jobs under a new priority (only those of ``only_type`` if given)."""
+        if not job_ids:
+            return []
+        return self._statuses("set_priority", [priority_key(priority), only_type, *job_ids])
 
     def set_suspended(
         self, job_ids: Sequence[str], suspended: bool, *, only_type: str = ""
-    ) -> int:
+    ) -> list[Status]:
+        """Suspends or activates jobs; UNCHANGED for those already so."""
         if not job_ids:
-            return 0
+            return []
         flag = "1" if suspended else "0"
-        statuses = self._run("set_suspended", [self.keys.wake_channel, flag, only_type, *job_ids])
-        return sum(1 for s in statuses if s == Status.OK)  # type: ignore[attr-defined]
+        return self._statuses("set_suspended", [self.keys.wake_channel, flag, only_type, *job_ids])
 
-    def set_retries(self, job_ids: Sequence[str], retries: int) -> int:
+    def set_retries(self, job_ids: Sequence[str], retries: int) -> list[Status]:
         if isinstance(retries, bool) or not isinstance(retries, int):
             raise ValidationError(f"retries must be an integer, got {retries!r}")
         if not 0 <= retries <= MAX_RETRIES:
             raise ValidationError(f"retries must be 0..{MAX_RETRIES}, got {retries}")
         if not job_ids:
-            return 0
-        statuses = self._run("set_retries", [self.keys.wake_channel, retries, *job_ids])
-        return sum(1 for s in statuses if s == Status.OK)  # type: ignore[attr-defined]
+            return []
+        return self._statuses("set_retries", [self.keys.wake_channel, retries, *job_ids])
 
-    def delete(self, job_ids: Sequence[str]) -> int:
+    def delete(self, job_ids: Sequence[str]) -> list[Status]:
         if not job_ids:
-            return 0
-        statuses = self._run("delete_job", [self.keys.wake_channel, *job_ids])
-        return sum(1 for s in statuses if s == Status.OK)  # type: ignore[attr-defined]
+            return []
+        return self._statuses("delete_job", [self.keys.wake_channel, *job_ids])
 
     def scan_job_ids(self, job_type: str | None = None, count: int = 1000) -> Iterable[list[str]]:
         """Every job id (of one type), in chunks, without blocking Redis: HSCAN over
@@ -383,9 +388,10 @@ class Store:
         prefix = None if job_type is None else (job_type + "|").encode()
         while True:
             cursor, chunk = self.client.hscan(self.keys.jobs, cursor, count=count)
+            records: dict[bytes, bytes] = chunk  # type: ignore[assignment]
             ids = [
                 _text(job_id)
-                for job_id, record in chunk.items()
+                for job_id, record in records.items()
                 if prefix is None or record.startswith(prefix)
             ]
             if ids:

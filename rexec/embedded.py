@@ -1,0 +1,114 @@
+"""The embedded Redis: what rexec uses when no Redis URL is configured.
+
+One ``redis-server`` per user on this machine, on a Unix socket in rexec's state
+directory, started on first use and left running (with an append-only file) so that
+every ``rexec`` command and every ``App()`` of this user sees the same jobs.
+``rexec embedded stop`` shuts it down. ``rexec demo`` uses a private server instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import redis
+
+from rexec.errors import ConfigurationError
+from rexec.redis_server import RedisServerError, find_redis_server
+
+MAX_SOCKET_PATH = 100
+
+
+def state_dir() -> Path:
+    """``$REXEC_HOME``, else ``$XDG_STATE_HOME/rexec``, else ``~/.local/state/rexec``."""
+    home = os.environ.get("REXEC_HOME")
+    if home:
+        return Path(home)
+    xdg = os.environ.get("XDG_STATE_HOME")
+    return Path(xdg) / "rexec" if xdg else Path.home() / ".local" / "state" / "rexec"
+
+
+def socket_path() -> Path:
+    path = state_dir() / "redis.sock"
+    if len(str(path)) > MAX_SOCKET_PATH:  # Unix sockets have a short path limit
+        path = Path(f"/tmp/rexec-{os.getuid()}") / "redis.sock"
+    return path
+
+
+def _answers(path: Path) -> bool:
+    if not path.exists():
+        return False
+    client = redis.Redis(unix_socket_path=str(path), socket_timeout=1.0)
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
+    finally:
+        client.close()
+
+
+def shared_server_url(timeout_s: float = 10.0) -> str:
+    """The URL of the embedded Redis, starting it if it is not running."""
+    sock = socket_path()
+    url = f"unix://{sock}"
+    if _answers(sock):
+        return url
+    data = state_dir()
+    data.mkdir(parents=True, exist_ok=True)
+    sock.parent.mkdir(parents=True, exist_ok=True)
+    with open(data / "start.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # two commands starting at once start one server
+        if _answers(sock):
+            return url
+        try:
+            binary = find_redis_server()
+        except RedisServerError as exc:
+            raise ConfigurationError(
+                f"no Redis URL configured and no embedded Redis available: {exc}"
+            ) from exc
+        with contextlib.suppress(FileNotFoundError):
+            sock.unlink()
+        subprocess.run(
+            [
+                binary,
+                "--daemonize", "yes",
+                "--port", "0",
+                "--unixsocket", str(sock),
+                "--unixsocketperm", "700",
+                "--dir", str(data),
+                "--appendonly", "yes",
+                "--save", "",
+                "--pidfile", str(data / "redis.pid"),
+                "--logfile", str(data / "redis.log"),
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + timeout_s
+        while not _answers(sock):
+            if time.monotonic() > deadline:
+                raise ConfigurationError(
+                    f"the embedded Redis did not start; see {data / 'redis.log'}"
+                )
+            time.sleep(0.05)
+    return url
+
+
+def stop_shared_server() -> bool:
+    """Shuts the embedded Redis down (saving its data); False if it was not running."""
+    sock = socket_path()
+    if not _answers(sock):
+        return False
+    client = redis.Redis(unix_socket_path=str(sock))
+    try:
+        client.shutdown(nosave=False)
+    except redis.ConnectionError:
+        pass  # the server closes the connection as it goes down
+    finally:
+        client.close()
+    return True
