@@ -1,0 +1,105 @@
+"""Counters (Camunda's names, SPEC §7) per worker process, summed per cluster.
+
+A worker counts in memory and adds its counts to Redis about once a second
+(``metrics`` hash, field ``<worker id>|<counter>``), so counting costs nothing per job.
+Workers announce themselves in ``workers`` (id -> JSON) with a heartbeat in
+``heartbeats`` (id -> ms), which is how operators list live nodes.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from typing import Any
+
+import orjson
+import redis
+
+from rexec.keys import Keys
+
+ACQUISITION_ATTEMPT = "job-acquisition-attempt"
+ACQUIRED_SUCCESS = "job-acquired-success"
+ACQUIRED_FAILURE = "job-acquired-failure"
+EXECUTION_REJECTED = "job-execution-rejected"
+SUCCESSFUL = "job-successful"
+FAILED = "job-failed"
+LOCKED_EXCLUSIVE = "job-locked-exclusive"
+COMMIT_REFUSED = "job-commit-refused"
+COUNTERS = (
+    ACQUISITION_ATTEMPT,
+    ACQUIRED_SUCCESS,
+    ACQUIRED_FAILURE,
+    EXECUTION_REJECTED,
+    SUCCESSFUL,
+    FAILED,
+    LOCKED_EXCLUSIVE,
+    COMMIT_REFUSED,
+)
+# Pickup latency histogram bucket upper bounds, ms (the last is open-ended).
+LATENCY_BUCKETS_MS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
+HEARTBEAT_STALE_MS = 10_000
+
+
+class WorkerMetrics:
+    """Thread-safe in-memory counts of one worker process, flushed to Redis."""
+
+    def __init__(self, worker_id: str) -> None:
+        self.worker_id = worker_id
+        self._lock = threading.Lock()
+        self._pending: Counter[str] = Counter()
+        self.totals: Counter[str] = Counter()
+
+    def add(self, name: str, amount: int = 1) -> None:
+        if amount:
+            with self._lock:
+                self._pending[name] += amount
+                self.totals[name] += amount
+
+    def pickup_latency(self, latency_ms: int) -> None:
+        for bound in LATENCY_BUCKETS_MS:
+            if latency_ms <= bound:
+                self.add(f"pickup-latency-le-{bound}")
+                return
+        self.add("pickup-latency-gt-10000")
+
+    def flush(self, pipe: redis.client.Pipeline, keys: Keys) -> None:
+        """Queues the counts since the last flush on ``pipe``."""
+        with self._lock:
+            pending, self._pending = self._pending, Counter()
+        for name, amount in pending.items():
+            pipe.hincrby(keys.metrics, f"{self.worker_id}|{name}", amount)
+
+
+def cluster_stats(store: Any) -> dict[str, dict[str, int]]:
+    """Counter name -> {"total": n, worker id: n, ...} over every worker that ever ran."""
+    raw: dict[bytes, bytes] = store.client.hgetall(store.keys.metrics)
+    stats: dict[str, dict[str, int]] = {name: {"total": 0} for name in COUNTERS}
+    for field, value in raw.items():
+        worker, _, name = field.decode().rpartition("|")
+        entry = stats.setdefault(name, {"total": 0})
+        entry[worker] = int(value)
+        entry["total"] += int(value)
+    stats["lock-expired"] = {
+        "total": int(store.client.hget(store.keys.counters, "lock-expired") or 0)
+    }
+    return stats
+
+
+def live_workers(store: Any, stale_ms: int = HEARTBEAT_STALE_MS) -> list[dict[str, Any]]:
+    """The worker processes whose heartbeat is recent, with their announcement."""
+    now = store.time_ms()
+    keys: Keys = store.keys
+    beats = store.client.zrangebyscore(keys.heartbeats, now - stale_ms, "+inf", withscores=True)
+    if not beats:
+        return []
+    ids = [member for member, _ in beats]
+    infos = store.client.hmget(keys.workers, ids)
+    workers = []
+    for (_member, beat), info in zip(beats, infos, strict=True):
+        if info is None:
+            continue
+        entry: dict[str, Any] = orjson.loads(info)
+        entry["heartbeat_ms"] = int(beat)
+        entry["heartbeat_age_ms"] = max(0, now - int(beat))
+        workers.append(entry)
+    return sorted(workers, key=lambda w: (str(w.get("node")), int(w.get("index", 0))))

@@ -1,0 +1,505 @@
+"""A worker process: acquire, execute, complete — and back off when idle or colliding.
+
+Threads of one worker process:
+- the acquisition loop (the caller of :meth:`Worker.run`): asks the backoff strategy how
+  many jobs to request, acquires them in one script call, hands batches to the slots
+  (rejecting those that do not fit, to resubmit first next cycle), then waits — on the
+  Redis wake-up channel when idle, so new work is picked up in milliseconds;
+- ``concurrency`` slot threads, each running one batch at a time, its jobs in order;
+  ``async def`` handlers run on the process's event loop thread instead;
+- the committer: completes finished jobs in groups (one script call for all the jobs
+  finished since its last call) and records failures;
+- housekeeping: renews the locks of held jobs well before they expire, flushes the
+  metrics, and keeps the worker's heartbeat.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import queue
+import signal
+import socket
+import threading
+import time
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import redis
+
+from rexec import metrics as m
+from rexec.acquisition import AcquisitionCycle, BackoffJobAcquisitionStrategy
+from rexec.app import App, JobDefinition
+from rexec.context import JobContext
+from rexec.errors import HandlerNotFoundError, OptimisticLockingError
+from rexec.job import Job
+from rexec.settings import WorkerSettings
+from rexec.status import Status
+from rexec.store import AcquiredJobs, AcquireOptions, Store
+
+log = logging.getLogger("rexec.worker")
+
+COMMIT_BATCH = 500
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    job: Job
+    error: BaseException | None = None
+    details: str | None = None
+    definition: JobDefinition | None = None
+
+
+class Worker:
+    """One worker process's engine. ``run()`` blocks until :meth:`stop` is called."""
+
+    def __init__(
+        self, app: App, settings: WorkerSettings, *, index: int = 0, node_id: str | None = None
+    ) -> None:
+        self.app = app
+        self.settings = settings
+        self.index = index
+        self.node_id = node_id or settings.node_id or f"{socket.gethostname()}-{os.getpid()}"
+        self.id = f"{self.node_id}.{index}.{os.getpid()}"
+        self.store: Store = app.store
+        self.keys = self.store.keys
+        self.metrics = m.WorkerMetrics(self.id)
+        self.strategy = BackoffJobAcquisitionStrategy(**settings.strategy)  # type: ignore[arg-type]
+        self.options = AcquireOptions(
+            lock_ms=settings.lock_ms,
+            priority_min=settings.priority_min,
+            priority_max=settings.priority_max,
+            types=settings.types,
+        )
+        self.capacity = settings.concurrency + (
+            settings.concurrency if settings.queue_size is None else settings.queue_size
+        )
+        self._stopping = threading.Event()
+        self._abort = threading.Event()
+        self._slot_freed = threading.Event()
+        self._inflight = 0
+        self._inflight_lock = threading.Lock()
+        self._batches: queue.SimpleQueue[list[Job] | None] = queue.SimpleQueue()
+        self._outcomes: queue.SimpleQueue[Outcome | None] = queue.SimpleQueue()
+        self._held: dict[str, Job] = {}  # locked by us, not yet committed or unlocked
+        self._held_lock = threading.Lock()
+        self._rejected: list[list[Job]] = []
+        self._clock_offset_ms = 0  # Redis time minus local time
+        self._pubsub: redis.client.PubSub | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._threads: list[threading.Thread] = []
+        self._redis_down_since: float | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Stop acquiring; running jobs finish, unstarted ones are given back."""
+        self._stopping.set()
+        self._slot_freed.set()
+
+    def run(self) -> int:
+        self._start_threads()
+        try:
+            self._announce()
+            self._acquisition_loop()
+        finally:
+            self._shutdown()
+        return 0
+
+    def _start_threads(self) -> None:
+        def spawn(target: Any, name: str) -> None:
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+        for i in range(self.settings.concurrency):
+            spawn(self._slot_loop, f"rexec-slot-{i}")
+        spawn(self._commit_loop, "rexec-committer")
+        spawn(self._housekeeping_loop, "rexec-housekeeping")
+        if any(d.is_async for d in self.app.definitions.values()):
+            self._loop = asyncio.new_event_loop()
+            spawn(self._loop.run_forever, "rexec-event-loop")
+
+    def _shutdown(self) -> None:
+        deadline = time.monotonic() + self.settings.shutdown_timeout_s
+        self._stopping.set()
+        # Batches that never started go back to Redis at once.
+        leftovers = self._rejected
+        self._rejected = []
+        while True:
+            try:
+                batch = self._batches.get_nowait()
+            except queue.Empty:
+                break
+            if batch is not None:
+                leftovers.append(batch)
+                self._release_slot()
+        self._give_back([job for batch in leftovers for job in batch])
+        for _ in range(self.settings.concurrency):
+            self._batches.put(None)
+        while self._inflight > 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        self._outcomes.put(None)
+        for thread in self._threads:
+            if thread.name == "rexec-committer":
+                thread.join(max(0.0, deadline - time.monotonic()) + 5.0)
+        with self._held_lock:
+            still_running = list(self._held.values())
+        if still_running:
+            log.warning(
+                "%s: %d job(s) still running at the shutdown deadline; their locks will"
+                " expire and other workers will run them again",
+                self.id,
+                len(still_running),
+            )
+        self._abort.set()
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+        with contextlib.suppress(redis.RedisError):
+            self._flush_metrics()
+            pipe = self.store.client.pipeline(transaction=False)
+            pipe.hdel(self.keys.workers, self.id)
+            pipe.zrem(self.keys.heartbeats, self.id)
+            pipe.execute()
+        if self._pubsub is not None:
+            with contextlib.suppress(redis.RedisError):
+                self._pubsub.close()
+
+    # -- acquisition ----------------------------------------------------------------------
+
+    def _acquisition_loop(self) -> None:
+        job_added = False
+        while not self._stopping.is_set():
+            started = time.monotonic()
+            requested = self.strategy.num_jobs_to_acquire()
+            acquired = AcquiredJobs(batches=[])
+            error: BaseException | None = None
+            try:
+                if requested > 0:
+                    local_ms = time.time() * 1000
+                    acquired = self.store.acquire_jobs(self.id, requested, options=self.options)
+                    self._clock_offset_ms = int(acquired.now_ms - local_ms)
+                    self.metrics.add(m.ACQUISITION_ATTEMPT)
+                    self._redis_is_up()
+            except redis.RedisError as exc:
+                error = exc
+                self._redis_is_down(exc)
+            if acquired.batches:
+                with self._held_lock:
+                    for job in acquired.jobs:
+                        self._held[job.id] = job
+                self.metrics.add(m.ACQUIRED_SUCCESS, len(acquired.jobs))
+            self.metrics.add(m.ACQUIRED_FAILURE, acquired.failed_to_lock)
+            rejected = self._dispatch(self._rejected + acquired.batches)
+            self.metrics.add(m.EXECUTION_REJECTED, len(rejected))
+            self._rejected = rejected
+            self.strategy.reconfigure(
+                AcquisitionCycle(
+                    jobs_requested=requested,
+                    batches_acquired=len(acquired.batches),
+                    failed_to_lock=acquired.failed_to_lock,
+                    batches_rejected=len(rejected),
+                    job_added=job_added,
+                    exception=error,
+                )
+            )
+            wait_ms = self.strategy.wait_time_ms() - int((time.monotonic() - started) * 1000)
+            if acquired.next_due_ms is not None:
+                wait_ms = min(wait_ms, max(0, acquired.next_due_ms - acquired.now_ms))
+            job_added = self._wait(wait_ms, saturated=bool(rejected))
+
+    def _dispatch(self, batches: Sequence[list[Job]]) -> list[list[Job]]:
+        """Hands batches to free slots; returns those that did not fit."""
+        rejected: list[list[Job]] = []
+        for batch in batches:
+            with self._inflight_lock:
+                fits = self._inflight < self.capacity
+                if fits:
+                    self._inflight += 1
+            if not fits:
+                rejected.append(batch)
+                continue
+            definition = self.app.definitions.get(batch[0].type)
+            if definition is not None and definition.is_async and self._loop is not None:
+                asyncio.run_coroutine_threadsafe(self._run_batch_async(batch), self._loop)
+            else:
+                self._batches.put(batch)
+        return rejected
+
+    def _wait(self, wait_ms: int, *, saturated: bool) -> bool:
+        """Sleeps up to ``wait_ms``; returns whether a wake-up (new job) arrived."""
+        if wait_ms <= 0 or self._stopping.is_set():
+            return self._drain_wakeups()
+        if saturated:
+            self._slot_freed.clear()
+            self._slot_freed.wait(wait_ms / 1000)
+            return False
+        deadline = time.monotonic() + wait_ms / 1000
+        try:
+            pubsub = self._subscribe()
+            while not self._stopping.is_set():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                # Short slices keep a stop request prompt.
+                message = pubsub.get_message(timeout=min(left, 0.25))
+                if message is not None and message.get("type") == "message":
+                    self._drain_wakeups()
+                    return True
+        except redis.RedisError as exc:
+            self._pubsub = None
+            self._redis_is_down(exc)
+            self._stopping.wait(max(0.0, deadline - time.monotonic()))
+        return False
+
+    def _drain_wakeups(self) -> bool:
+        if self._pubsub is None:
+            return False
+        woke = False
+        try:
+            while (message := self._pubsub.get_message(timeout=0)) is not None:
+                woke = woke or message.get("type") == "message"
+        except redis.RedisError:
+            self._pubsub = None
+        return woke
+
+    def _subscribe(self) -> redis.client.PubSub:
+        if self._pubsub is None:
+            pubsub = self.store.client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+            pubsub.subscribe(self.keys.wake_channel)
+            self._pubsub = pubsub
+        return self._pubsub
+
+    def _redis_is_down(self, exc: BaseException) -> None:
+        if self._redis_down_since is None:
+            self._redis_down_since = time.monotonic()
+            log.warning("%s: Redis unreachable (%s); backing off and retrying", self.id, exc)
+
+    def _redis_is_up(self) -> None:
+        if self._redis_down_since is not None:
+            down = time.monotonic() - self._redis_down_since
+            self._redis_down_since = None
+            log.warning("%s: Redis reachable again after %.1f s", self.id, down)
+
+    # -- execution ------------------------------------------------------------------------
+
+    def _release_slot(self) -> None:
+        with self._inflight_lock:
+            self._inflight -= 1
+        self._slot_freed.set()
+
+    def _slot_loop(self) -> None:
+        while True:
+            batch = self._batches.get()
+            if batch is None:
+                return
+            try:
+                for i, job in enumerate(batch):
+                    if self._abort.is_set():
+                        self._give_back(batch[i:])
+                        break
+                    self._outcomes.put(self._execute(job))
+            finally:
+                self._release_slot()
+
+    async def _run_batch_async(self, batch: list[Job]) -> None:
+        try:
+            for job in batch:
+                self._outcomes.put(await self._execute_async(job))
+        finally:
+            self._release_slot()
+
+    def _prepare(self, job: Job) -> tuple[JobDefinition | None, Outcome | None, Any]:
+        definition = self.app.definitions.get(job.type)
+        if definition is None:
+            error = HandlerNotFoundError(
+                f"no handler for job type {job.type!r} in this worker's app "
+                f"({self.settings.app_path})"
+            )
+            return None, Outcome(job, error), None
+        self._record_pickup(job)
+        try:
+            payload = job.payload
+        except Exception as exc:
+            return definition, Outcome(job, exc, None, definition), None
+        return definition, None, payload
+
+    def _execute(self, job: Job) -> Outcome:
+        definition, early, payload = self._prepare(job)
+        if early is not None or definition is None:
+            return early or Outcome(job)
+        try:
+            definition.handler(JobContext(job, self.app, self.id), payload)
+        except BaseException as exc:  # a handler's SystemExit must not end the slot
+            return Outcome(job, exc, traceback.format_exc(), definition)
+        return Outcome(job, definition=definition)
+
+    async def _execute_async(self, job: Job) -> Outcome:
+        definition, early, payload = self._prepare(job)
+        if early is not None or definition is None:
+            return early or Outcome(job)
+        try:
+            await definition.handler(JobContext(job, self.app, self.id), payload)
+        except Exception as exc:
+            return Outcome(job, exc, traceback.format_exc(), definition)
+        return Outcome(job, definition=definition)
+
+    def _record_pickup(self, job: Job) -> None:
+        now = int(time.time() * 1000) + self._clock_offset_ms
+        self.metrics.pickup_latency(max(0, now - job.due_ms))
+
+    # -- commits --------------------------------------------------------------------------
+
+    def _commit_loop(self) -> None:
+        done = False
+        while not done:
+            first = self._outcomes.get()
+            outcomes: list[Outcome] = []
+            if first is None:
+                done = True
+            else:
+                outcomes.append(first)
+            while len(outcomes) < COMMIT_BATCH:
+                try:
+                    item = self._outcomes.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    done = True
+                    break
+                outcomes.append(item)
+            if outcomes:
+                self._commit(outcomes)
+
+    def _commit(self, outcomes: list[Outcome]) -> None:
+        """Writes outcomes to Redis, retrying while Redis is away (until aborted)."""
+        successes = [o.job for o in outcomes if o.error is None]
+        failures = [o for o in outcomes if o.error is not None]
+        while True:
+            try:
+                if successes:
+                    statuses = self.store.complete_many(successes)
+                    ok = sum(1 for s in statuses if s is Status.OK)
+                    self.metrics.add(m.SUCCESSFUL, ok)
+                    self.metrics.add(m.COMMIT_REFUSED, len(statuses) - ok)
+                    successes = []
+                while failures:
+                    self._record_failure(failures[0])
+                    failures.pop(0)
+                break
+            except redis.RedisError as exc:
+                self._redis_is_down(exc)
+                if self._abort.wait(0.5):
+                    return
+        with self._held_lock:
+            for outcome in outcomes:
+                self._held.pop(outcome.job.id, None)
+
+    def _record_failure(self, outcome: Outcome) -> None:
+        definition = outcome.definition
+        error = outcome.error
+        assert error is not None
+        self.metrics.add(m.FAILED)
+        try:
+            self.store.fail(
+                outcome.job,
+                error,
+                retry_cycle=definition.retry_cycle if definition else None,
+                details=outcome.details,
+            )
+        except OptimisticLockingError:
+            self.metrics.add(m.COMMIT_REFUSED)
+        if not isinstance(error, Exception):
+            log.warning("%s: job %s raised %r", self.id, outcome.job.id, error)
+
+    def _give_back(self, jobs: list[Job]) -> None:
+        if not jobs:
+            return
+        with contextlib.suppress(redis.RedisError):
+            self.store.unlock_many(jobs)
+        with self._held_lock:
+            for job in jobs:
+                self._held.pop(job.id, None)
+
+    # -- housekeeping ---------------------------------------------------------------------
+
+    def _housekeeping_loop(self) -> None:
+        lock_ms = self.settings.lock_ms
+        renew_every = max(0.05, min(lock_ms / 4000, self.settings.metrics_interval_s))
+        next_flush = time.monotonic() + self.settings.metrics_interval_s
+        expires: dict[str, int] = {}
+        while not self._abort.wait(renew_every):
+            try:
+                self._renew_locks(expires, lock_ms)
+                if time.monotonic() >= next_flush:
+                    next_flush = time.monotonic() + self.settings.metrics_interval_s
+                    self._flush_metrics()
+            except redis.RedisError as exc:
+                self._redis_is_down(exc)
+
+    def _renew_locks(self, expires: dict[str, int], lock_ms: int) -> None:
+        """Extends the locks of held jobs that have used half their lock time."""
+        now = int(time.time() * 1000) + self._clock_offset_ms
+        with self._held_lock:
+            held = list(self._held.values())
+        due = [
+            job
+            for job in held
+            if expires.get(job.id, job.lock_expires_ms or 0) - now < lock_ms // 2
+        ]
+        for gone in set(expires) - {job.id for job in held}:
+            del expires[gone]
+        if not due:
+            return
+        new_expiry, statuses = self.store.extend_locks(due, lock_ms)
+        for job, status in zip(due, statuses, strict=True):
+            if status is Status.OK:
+                expires[job.id] = new_expiry
+            else:
+                expires.pop(job.id, None)
+
+    def _flush_metrics(self) -> None:
+        now = int(time.time() * 1000) + self._clock_offset_ms
+        pipe = self.store.client.pipeline(transaction=False)
+        self.metrics.flush(pipe, self.keys)
+        pipe.zadd(self.keys.heartbeats, {self.id: now})
+        pipe.execute()
+
+    def _announce(self) -> None:
+        info = {
+            "id": self.id,
+            "node": self.node_id,
+            "index": self.index,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "started_ms": int(time.time() * 1000),
+            "concurrency": self.settings.concurrency,
+            "types": list(self.settings.types),
+            "acquisition": self.settings.acquisition,
+        }
+        with contextlib.suppress(redis.RedisError):
+            pipe = self.store.client.pipeline(transaction=False)
+            pipe.hset(self.keys.workers, self.id, orjson.dumps(info))
+            pipe.zadd(self.keys.heartbeats, {self.id: int(time.time() * 1000)})
+            pipe.execute()
+
+
+def worker_process_main(settings: WorkerSettings, index: int, node_id: str) -> None:
+    """Entry point of a worker process (spawned by the node supervisor)."""
+    from rexec.settings import load_app
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor handles Ctrl-C
+    app = load_app(settings)
+    worker = Worker(app, settings, index=index, node_id=node_id)
+    signal.signal(signal.SIGTERM, lambda *_: worker.stop())
+    try:
+        code = worker.run()
+    finally:
+        app.close()
+    raise SystemExit(code)
