@@ -96,7 +96,7 @@ class App:
     @property
     def store(self) -> Store:
         if self._store is None:
-            self._store = Store(self.client, self.namespace)
+            self._store = Store(self.client, self.namespace, acquisition=self.acquisition)
         return self._store
 
     @property

@@ -31,6 +31,8 @@ SCRIPT_NAMES = (
     "set_retries",
     "delete_job",
     "start_process",
+    "optimistic_read",
+    "optimistic_lock",
 )
 
 

@@ -154,7 +154,14 @@ class Store:
     def validate_namespace(namespace: str) -> None:
         Keys(namespace)
 
-    def __init__(self, client: redis.Redis, namespace: str = "default") -> None:
+    def __init__(
+        self, client: redis.Redis, namespace: str = "default", *, acquisition: str = "atomic"
+    ) -> None:
+        if acquisition not in ("atomic", "optimistic"):
+            raise ValidationError(
+                f"acquisition must be 'atomic' or 'optimistic', got {acquisition!r}"
+            )
+        self.acquisition = acquisition
         self.client = client
         self.keys = Keys(namespace)
         self._script_keys = self.keys.script_keys
@@ -228,6 +235,8 @@ class Store:
             raise ValidationError(f"max_jobs must be a non-negative integer, got {max_jobs!r}")
         if max_jobs == 0:
             return AcquiredJobs(batches=[], now_ms=self.time_ms())
+        if self.acquisition == "optimistic":
+            return self._acquire_optimistic(owner, max_jobs, options)
         reply: list[Any] = self._run("acquire", [owner, max_jobs, *options.args])  # type: ignore[assignment]
         now, next_due, reclaimed, parked, raw_batches = reply
         batches = []
@@ -243,6 +252,24 @@ class Store:
             reclaimed=int(reclaimed),
             parked=int(parked),
         )
+
+    def _acquire_optimistic(
+        self, owner: str, max_jobs: int, options: AcquireOptions
+    ) -> AcquiredJobs:
+        """Camunda 7's two steps: read candidates with their revisions, then lock those
+        still at that revision. Jobs another worker took in between are failures."""
+        lock_ms, high, low, _, promote_cap, reclaim_cap, *types = options.args
+        read: list[Any] = self._run(  # type: ignore[assignment]
+            "optimistic_read", [max_jobs, high, low, promote_cap, reclaim_cap, *types]
+        )
+        now, next_due, reclaimed, found = read
+        next_due_ms = None if next_due < 0 else int(next_due)
+        if not found:
+            return AcquiredJobs([], 0, int(now), next_due_ms, int(reclaimed))
+        locked: list[Any] = self._run("optimistic_lock", [owner, lock_ms, *found])  # type: ignore[assignment]
+        lock_now, failed, *rows = locked
+        batches = [[parse_record(_text(i), rec, lock_now, payload)] for i, rec, payload in rows]
+        return AcquiredJobs(batches, int(failed), int(lock_now), next_due_ms, int(reclaimed))
 
     def complete(self, job: Job) -> None:
         """Commits a finished job: removes it, if still locked by its owner at its

@@ -555,3 +555,40 @@ def test_suspending_twice_is_fine_and_unknown_ids_are_not(app: App) -> None:
     app.management.activate_job(job_id)
     with pytest.raises(JobNotFoundError):
         app.management.activate_job("999999")
+
+
+class TestOptimisticMode:
+    def test_two_readers_collide_and_one_loses_each_job(
+        self, client: redis.Redis, namespace: str
+    ) -> None:
+        store = Store(client, namespace, acquisition="optimistic")
+        ids = store.enqueue([NewJob("a", priority=p) for p in (3, 2, 1)])
+        first = store.acquire_jobs("w1", 2, lock_ms=5000)
+        assert ids_of(first.jobs) == ids[:2] and first.failed_to_lock == 0
+        assert all(len(batch) == 1 for batch in first.batches)
+        # a stale read: replay w1's candidate revisions for w2 after w1 locked them
+        found = [ids[0], 0, ids[1], 0, ids[2], 0]
+        lost: list = store._run("optimistic_lock", ["w2", 5000, *found])  # type: ignore[assignment]
+        assert lost[1] == 2 and len(lost[2:]) == 1
+        assert store.get_job(ids[2]).lock_owner == "w2"  # type: ignore[union-attr]
+        for job in first.jobs:
+            store.complete(job)
+
+    def test_optimistic_mode_keeps_order_and_exclusivity(
+        self, client: redis.Redis, namespace: str
+    ) -> None:
+        app = App.with_client(client, namespace=namespace)
+        app.acquisition = "optimistic"
+        pi = app.start_process_instance()
+        ids = app.enqueue_many(
+            [
+                {"type": "a", "process_instance_id": pi, "priority": 9},
+                {"type": "a", "process_instance_id": pi},
+            ]
+        )
+        free = app.enqueue("a", priority=1)
+        got = app.store.acquire_jobs("w", 10, lock_ms=5000)
+        assert ids_of(got.jobs) == [ids[0], free] and got.failed_to_lock == 0
+        assert app.store.acquire_jobs("w2", 10, lock_ms=5000).jobs == []
+        app.store.complete(got.jobs[0])
+        assert ids_of(app.store.acquire_jobs("w2", 10, lock_ms=5000).jobs) == [ids[1]]
