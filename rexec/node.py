@@ -115,3 +115,19 @@ def run_node(settings: WorkerSettings) -> int:
     settings = dataclasses.replace(settings, redis_url=app.resolved_url(), namespace=app.namespace)
     app.close()
     return Node(settings).run()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m rexec.node '<settings as JSON>'``: how local clusters start nodes."""
+    import sys
+
+    import orjson
+
+    args = sys.argv[1:] if argv is None else argv
+    fields = orjson.loads(args[0])
+    fields["types"] = tuple(fields.get("types", ()))
+    return run_node(WorkerSettings(**fields))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

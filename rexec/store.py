@@ -209,6 +209,13 @@ class Store:
         pk = "" if priority is None else priority_key(priority)
         return _text(self._run("start_process", [pk, variables_raw]))  # type: ignore[arg-type]
 
+    def start_process_instances(self, instances: Sequence[tuple[bytes, int | None]]) -> list[str]:
+        pipe = self.client.pipeline(transaction=False)
+        for variables_raw, priority in instances:
+            pk = "" if priority is None else priority_key(priority)
+            self._run("start_process", [pk, variables_raw], client=pipe)
+        return [_text(pi) for pi in pipe.execute()]
+
     # -- workers ------------------------------------------------------------------------
 
     def acquire_jobs(
