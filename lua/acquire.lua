@@ -14,14 +14,15 @@ Reply: {now, next due ms or -1, reclaimed, parked, batches}; a batch is a flat l
 ]]
 -- @include keys
 -- @include now_ms
+-- @include num
 -- @include decode_job
 -- @include encode_job
--- @include lock_job
 -- @include promote_due
 -- @include reclaim_expired
 -- @include active_types
 -- @include next_candidates
 -- @include key_in_range
+-- @include call_chunked
 
 local owner, n, lock_ms = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local lo, hi, xcap = ARGV[4], ARGV[5], tonumber(ARGV[6])
@@ -31,61 +32,102 @@ local reclaimed = reclaim_expired(now, tonumber(ARGV[8]))
 local types = active_types({unpack(ARGV, 9)})
 local allowed = {}
 for _, t in ipairs(types) do allowed[t] = true end
-local expires = now + lock_ms
-local batches, taken = {}, {}
+
+-- 1. Choose: which jobs go into which batch. Nothing is locked yet.
+local chosen = {}      -- batches of job ids
+local taken = {}       -- id -> true
+local locking_pi = {}  -- process instances this call locks -> number of their jobs
 local parked = 0
 local park_cap = 10000
-
-local function take(id, j, batch)
-  taken[id] = true
-  lock_job(id, j, owner, expires)
-  batch[#batch + 1] = id
-  batch[#batch + 1] = encode_job(j)
-  batch[#batch + 1] = redis.call('HGET', K.payloads, id)
-end
-
-while #batches < n and parked < park_cap do
-  local wanted = n - #batches
+while #chosen < n and parked < park_cap do
+  local wanted = n - #chosen
   local cands = next_candidates(types, lo, hi, wanted)
   local parked_before = parked
+  -- Per type, the candidates handled form a contiguous range of the ready queue: it is
+  -- removed with one ZREMRANGEBYLEX rather than one ZREM each (a skiplist descent each).
+  local first_of, last_of = {}, {}
   for _, c in ipairs(cands) do
-    if #batches >= n then break end
+    if #chosen >= n then break end
+    if not first_of[c.t] then first_of[c.t] = c.m end
+    last_of[c.t] = c.m
     if taken[c.id] then
-      -- already locked into an exclusive batch earlier in this call
+      -- already chosen with its process instance earlier in this call
     elseif c.pi == '' then
-      redis.call('ZREM', K.ready, c.m)
-      local j = decode_job(redis.call('HGET', K.jobs, c.id))
-      if j then
-        local batch = {}
-        take(c.id, j, batch)
-        batches[#batches + 1] = batch
-      end
-    elseif redis.call('HEXISTS', K.pilocks, c.pi) == 1 then
-      redis.call('ZREM', K.ready, c.m)
-      parked = parked + 1
+      taken[c.id] = true
+      chosen[#chosen + 1] = {c.id}
+    elseif locking_pi[c.pi] or redis.call('HEXISTS', K.pilocks, c.pi) == 1 then
+      parked = parked + 1  -- stays in pijobs until the instance is released
     else
       local batch = {}
       local pms = redis.call('ZRANGEBYLEX', K.pijobs, '[' .. c.pi .. '|', '[' .. c.pi .. '|~')
       for _, pm in ipairs(pms) do
-        if #batch >= xcap * 3 then break end
+        if #batch >= xcap then break end
         local key, jtype = string.match(pm, '^[^|]*|([^|]*)|([^|]*)$')
         if allowed[jtype] and key_in_range(key, lo, hi) then
           local id = string.sub(key, 30)
           redis.call('ZREM', K.pijobs, pm)
           redis.call('ZREM', K.ready, jtype .. '|' .. key .. '|' .. c.pi)
-          local j = decode_job(redis.call('HGET', K.jobs, id))
-          if j then take(id, j, batch) end
+          taken[id] = true
+          batch[#batch + 1] = id
         end
       end
       if #batch > 0 then
-        batches[#batches + 1] = batch
-      else
-        redis.call('ZREM', K.ready, c.m)
+        locking_pi[c.pi] = #batch
+        chosen[#chosen + 1] = batch
       end
     end
   end
+  for t, first in pairs(first_of) do
+    redis.call('ZREMRANGEBYLEX', K.ready, '[' .. first, '[' .. last_of[t])
+  end
   if #cands < wanted and parked == parked_before then break end
   if #cands == 0 then break end
+end
+
+-- 2. Lock every chosen job with a handful of bulk commands.
+local ids = {}
+for _, batch in ipairs(chosen) do
+  for _, id in ipairs(batch) do ids[#ids + 1] = id end
+end
+local batches = {}
+if #ids > 0 then
+  local expires = now + lock_ms
+  local expires_s = num(expires)
+  local records = redis.call('HMGET', K.jobs, unpack(ids))
+  local payloads = redis.call('HMGET', K.payloads, unpack(ids))
+  local record_of, payload_of = {}, {}
+  local hset, zadd = {}, {}
+  for i, id in ipairs(ids) do
+    local j = decode_job(records[i])
+    if j then
+      j.o = owner
+      j.e = expires_s
+      j.v = j.v + 1
+      local rec = encode_job(j)
+      record_of[id] = rec
+      payload_of[id] = payloads[i]
+      hset[#hset + 1] = id
+      hset[#hset + 1] = rec
+      zadd[#zadd + 1] = expires
+      zadd[#zadd + 1] = id
+    end
+  end
+  if #hset > 0 then
+    call_chunked('HSET', K.jobs, hset)
+    call_chunked('ZADD', K.locked, zadd)
+  end
+  for pi, count in pairs(locking_pi) do redis.call('HINCRBY', K.pilocks, pi, count) end
+  for _, batch in ipairs(chosen) do
+    local flat = {}
+    for _, id in ipairs(batch) do
+      if record_of[id] then
+        flat[#flat + 1] = id
+        flat[#flat + 1] = record_of[id]
+        flat[#flat + 1] = payload_of[id]
+      end
+    end
+    if #flat > 0 then batches[#batches + 1] = flat end
+  end
 end
 
 local next_due = redis.call('ZRANGE', K.scheduled, 0, 0, 'WITHSCORES')

@@ -5,24 +5,38 @@ ARGV[1] wake channel; [2] owner; then pairs: job id, revision
 Reply: one status per job: 0 committed, 1 no such job, 2 lock lost
 ]]
 -- @include keys
--- @include check_owner
+-- @include decode_job
 -- @include release_pi
 -- @include is_pi_exclusive
+-- @include call_chunked
 
 local owner = ARGV[2]
-local statuses = {}
+local ids = {}
+for i = 3, #ARGV, 2 do ids[#ids + 1] = ARGV[i] end
+local records = redis.call('HMGET', K.jobs, unpack(ids))
+local statuses, done = {}, {}
 local woke = false
-for i = 3, #ARGV, 2 do
-  local id = ARGV[i]
-  local j, status = check_owner(id, owner, ARGV[i + 1])
-  if j then
-    redis.call('HDEL', K.jobs, id)
-    redis.call('HDEL', K.payloads, id)
-    redis.call('HDEL', K.errors, id)
-    redis.call('ZREM', K.locked, id)
-    if is_pi_exclusive(j) and release_pi(j.pi) then woke = true end
+for k, id in ipairs(ids) do
+  local j = decode_job(records[k])
+  if not j then
+    statuses[k] = 1
+  elseif j.o ~= owner or j.v ~= tonumber(ARGV[2 + 2 * k]) then
+    statuses[k] = 2
+  else
+    statuses[k] = 0
+    done[#done + 1] = id
+    if is_pi_exclusive(j) then
+      -- the record must be gone before the instance's parked jobs are looked at
+      redis.call('HDEL', K.jobs, id)
+      if release_pi(j.pi) then woke = true end
+    end
   end
-  statuses[#statuses + 1] = status
+end
+if #done > 0 then
+  call_chunked('HDEL', K.jobs, done)
+  call_chunked('HDEL', K.payloads, done)
+  call_chunked('HDEL', K.errors, done)
+  call_chunked('ZREM', K.locked, done)
 end
 if woke then redis.call('PUBLISH', ARGV[1], '1') end
 return statuses

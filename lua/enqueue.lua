@@ -11,6 +11,8 @@ Errors: 'REXEC:PI_NOT_FOUND <pi>'; nothing is written then.
 -- @include now_ms
 -- @include encode_job
 -- @include place_job
+-- @include ready_member
+-- @include call_chunked
 
 local n = tonumber(ARGV[2])
 local now = now_ms()
@@ -28,6 +30,8 @@ local last = redis.call('INCRBY', K.seq, n)
 local first = last - n + 1
 local overrides, seen_types = {}, {}
 local woke = false
+local records, payloads, ready, scheduled = {}, {}, {}, {}
+local now_s = num(now)
 for i = 0, n - 1 do
   local base = 3 + i * 7
   local jtype, pk, due = ARGV[base], ARGV[base + 1], ARGV[base + 2]
@@ -53,9 +57,29 @@ for i = 0, n - 1 do
   local id = num(first + i)
   local j = {t = jtype, p = pk, d = d, r = tonumber(ARGV[base + 3]), x = ARGV[base + 4],
              pi = pi, v = 0, o = '', e = '', s = '0'}
-  redis.call('HSET', K.jobs, id, encode_job(j))
-  if payload ~= '' then redis.call('HSET', K.payloads, id, payload) end
-  if place_job(id, j, now) == 'ready' then woke = true end
+  records[#records + 1] = id
+  records[#records + 1] = encode_job(j)
+  if payload ~= '' then
+    payloads[#payloads + 1] = id
+    payloads[#payloads + 1] = payload
+  end
+  if j.x == '1' and pi ~= '' then
+    -- exclusive jobs of an instance need the instance's lock state: one at a time
+    if place_job(id, j, now) == 'ready' then woke = true end
+  elseif d > now then
+    scheduled[#scheduled + 1] = d
+    scheduled[#scheduled + 1] = ready_member(id, j)
+  else
+    ready[#ready + 1] = 0
+    ready[#ready + 1] = ready_member(id, j)
+  end
+end
+call_chunked('HSET', K.jobs, records)
+if #payloads > 0 then call_chunked('HSET', K.payloads, payloads) end
+if #scheduled > 0 then call_chunked('ZADD', K.scheduled, scheduled) end
+if #ready > 0 then
+  call_chunked('ZADD', K.ready, ready)
+  woke = true
 end
 if woke then redis.call('PUBLISH', ARGV[1], '1') end
 return first

@@ -1,0 +1,797 @@
+"""The ``rexec`` command line: enqueue jobs, inspect and operate on them, run workers.
+
+Every command works through the public App / Management / Store API, so it sees what
+any other client sees. Read commands print a rich table, or JSON with ``--json``.
+Errors rexec raises on purpose become one red line on stderr and exit code 1.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import functools
+import importlib
+import inspect
+import os
+import re
+import sys
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
+from types import ModuleType
+from typing import Any
+
+import click
+import msgpack
+import orjson
+import redis
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
+
+from rexec.acquisition import BackoffJobAcquisitionStrategy
+from rexec.app import App
+from rexec.codec import check_priority, check_type
+from rexec.errors import ConfigurationError, JobNotFoundError, PayloadError, RexecError
+from rexec.job import Job, JobState
+
+ENQUEUE_PROGRESS_CHUNK = 10_000
+APP_PATH_RE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
+ACQUISITION_MODES = ("atomic", "optimistic")
+JOB_STATES = tuple(state.value for state in JobState)
+# The backoff parameters `rexec worker` exposes, as (option, keyword of
+# BackoffJobAcquisitionStrategy, type); their defaults are read from its signature.
+STRATEGY_OPTIONS: tuple[tuple[str, str, type[int] | type[float]], ...] = (
+    ("--base-idle-wait-ms", "base_idle_wait_ms", int),
+    ("--idle-increase-factor", "idle_increase_factor", float),
+    ("--max-idle-wait-ms", "max_idle_wait_ms", int),
+    ("--base-backoff-wait-ms", "base_backoff_wait_ms", int),
+    ("--backoff-increase-factor", "backoff_increase_factor", float),
+    ("--max-backoff-wait-ms", "max_backoff_wait_ms", int),
+    ("--backoff-decrease-threshold", "backoff_decrease_threshold", int),
+    ("--max-jobs", "base_num_jobs", int),
+)
+
+
+# -- errors ---------------------------------------------------------------------------------
+
+
+class CliError(click.ClickException):
+    """An expected failure: one red line on stderr, exit code 1, no traceback."""
+
+    def show(self, file: Any = None) -> None:
+        message = " ".join(self.format_message().split())
+        click.secho(f"error: {message}", fg="red", err=True)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
+        return f"cannot reach Redis: {exc}"
+    if isinstance(exc, redis.RedisError):
+        return f"Redis error: {exc}"
+    return str(exc) or type(exc).__name__
+
+
+class RexecGroup(click.Group):
+    """A group that turns rexec and Redis errors of its commands into CliErrors."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (RexecError, redis.RedisError) as exc:
+            raise CliError(_describe(exc)) from exc
+
+
+# -- parameter types ----------------------------------------------------------------------
+
+
+def check_priority_option(
+    ctx: click.Context, param: click.Parameter, value: int | None
+) -> int | None:
+    """Rejects integers outside the signed 64-bit range as bad usage."""
+    if value is None:
+        return None
+    try:
+        return check_priority(value)
+    except RexecError as exc:
+        raise click.BadParameter(str(exc), ctx, param) from None
+
+
+# Lets negative numbers through as arguments (`rexec priority set 7 -5`).
+NEGATIVE_ARGS = {"ignore_unknown_options": True}
+
+
+# -- connection ---------------------------------------------------------------------------
+
+
+def with_app(fn: Callable[..., None]) -> Callable[..., None]:
+    """Adds ``--redis-url`` and ``--namespace`` and passes an open App as first argument."""
+
+    @click.option(
+        "--namespace",
+        envvar="REXEC_NAMESPACE",
+        default="default",
+        show_default=True,
+        show_envvar=True,
+        help="Namespace of the jobs.",
+    )
+    @click.option(
+        "--redis-url",
+        envvar="REXEC_REDIS_URL",
+        default=None,
+        show_envvar=True,
+        help="Redis URL (redis://, rediss://, unix://); default: the embedded Redis.",
+    )
+    @functools.wraps(fn)
+    def command(*args: Any, redis_url: str | None, namespace: str, **kwargs: Any) -> None:
+        with App(redis_url, namespace=namespace) as app:
+            fn(app, *args, **kwargs)
+
+    return command
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+
+
+# -- output -------------------------------------------------------------------------------
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, bytes | bytearray | memoryview):
+        return "base64:" + base64.b64encode(bytes(value)).decode()
+    if isinstance(value, msgpack.ExtType):
+        return f"<msgpack ext {value.code}: {len(value.data)} bytes>"
+    if isinstance(value, tuple | set | frozenset):
+        return list(value)
+    raise TypeError(f"cannot show {type(value).__name__} as JSON")
+
+
+def to_json(value: Any, *, indent: bool = False) -> str:
+    option = orjson.OPT_NON_STR_KEYS | (orjson.OPT_INDENT_2 if indent else 0)
+    return orjson.dumps(value, default=_json_default, option=option).decode()
+
+
+def print_json(value: Any) -> None:
+    click.echo(to_json(value, indent=sys.stdout.isatty()))
+
+
+def console() -> Console:
+    return Console(highlight=False)
+
+
+def cell(value: object) -> Text:
+    """A table cell showing ``value`` literally (no rich markup)."""
+    if value is None:
+        return Text("-", style="dim")
+    if isinstance(value, str):
+        return Text(value)
+    if isinstance(value, bool | int | float):
+        return Text(str(value))
+    return Text(to_json(value))
+
+
+def when(ms: object, pattern: str = "%Y-%m-%d %H:%M:%S.%f") -> str:
+    """A server timestamp (ms) as local time."""
+    if not isinstance(ms, int) or isinstance(ms, bool):
+        return "-" if ms is None else str(ms)
+    text = datetime.fromtimestamp(ms / 1000).astimezone().strftime(pattern)
+    return text[:-3] if pattern.endswith("%f") else text
+
+
+def job_payload(job: Job) -> Any:
+    try:
+        return job.payload
+    except PayloadError:
+        return f"<undecodable: {len(job.payload_raw or b'')} bytes>"
+
+
+def job_to_dict(job: Job) -> dict[str, Any]:
+    """The job's fields, ``state`` as its name and the payload decoded (not its bytes)."""
+    data: dict[str, Any] = {}
+    for field in dataclasses.fields(job):
+        if field.name == "payload_raw":
+            data["payload"] = job_payload(job)
+        elif field.name == "state":
+            data["state"] = job.state.value
+        else:
+            data[field.name] = getattr(job, field.name)
+    return data
+
+
+def short(text: str, width: int = 60) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+# -- the group ----------------------------------------------------------------------------
+
+
+@click.group(cls=RexecGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="rexec")
+def main() -> None:
+    """rexec: a distributed job executor on Redis."""
+
+
+# -- producers ----------------------------------------------------------------------------
+
+
+def parse_payload(text: str | None) -> Any:
+    if text is None:
+        return None
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise click.BadParameter(f"not valid JSON: {exc}", param_hint="PAYLOAD_JSON") from None
+
+
+@main.command()
+@click.argument("job_type", metavar="TYPE")
+@click.argument("payload_json", required=False)
+@click.option(
+    "--priority",
+    type=click.INT,
+    callback=check_priority_option,
+    help="Explicit priority (higher runs first).",
+)
+@click.option("--delay-ms", type=click.IntRange(min=0), help="Due this many ms from now.")
+@click.option("--due-ms", type=click.IntRange(min=0), help="Due at this server time (epoch ms).")
+@click.option("--process-instance", "process_instance_id", help="Process instance id.")
+@click.option("--non-exclusive", is_flag=True, help="Run in parallel with its process's jobs.")
+@click.option("--retries", type=click.IntRange(min=1), help="Executions before an incident.")
+@click.option("--count", type=click.IntRange(min=1), default=1, show_default=True)
+@with_app
+def enqueue(
+    app: App,
+    *,
+    job_type: str,
+    payload_json: str | None,
+    priority: int | None,
+    delay_ms: int | None,
+    due_ms: int | None,
+    process_instance_id: str | None,
+    non_exclusive: bool,
+    retries: int | None,
+    count: int,
+) -> None:
+    """Create a job of TYPE with an optional JSON payload; prints its id.
+
+    A payload starting with "-" goes after "--": rexec enqueue TYPE -- -5
+    """
+    spec: dict[str, Any] = {
+        "type": job_type,
+        "payload": parse_payload(payload_json),
+        "priority": priority,
+        "delay_ms": delay_ms,
+        "due_ms": due_ms,
+        "process_instance_id": process_instance_id,
+        "exclusive": False if non_exclusive else None,
+        "retries": retries,
+    }
+    if count == 1:
+        click.echo(app.enqueue_many([spec])[0])
+        return
+    if count <= ENQUEUE_PROGRESS_CHUNK:
+        ids = app.enqueue_many([spec] * count)
+        first, last = ids[0], ids[-1]
+    else:
+        first, last = _enqueue_with_progress(app, spec, count)
+    click.echo(f"enqueued {count} jobs, first id {first}, last id {last}")
+
+
+def _enqueue_with_progress(app: App, spec: Mapping[str, Any], count: int) -> tuple[str, str]:
+    first = last = ""
+    progress = Progress(
+        TextColumn("enqueueing"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+    )
+    with progress:
+        task = progress.add_task("enqueue", total=count)
+        done = 0
+        while done < count:
+            n = min(ENQUEUE_PROGRESS_CHUNK, count - done)
+            ids = app.enqueue_many([spec] * n)
+            first = first or ids[0]
+            last = ids[-1]
+            done += n
+            progress.update(task, completed=done)
+    return first, last
+
+
+# -- reads --------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--state", type=click.Choice(JOB_STATES), help="Only jobs in this state.")
+@click.option("--type", "job_type", help="Only jobs of this type.")
+@click.option("--limit", type=click.IntRange(0, 10_000), default=100, show_default=True)
+@click.option("--offset", type=click.IntRange(min=0), default=0, show_default=True)
+@json_option
+@with_app
+def jobs(
+    app: App, *, state: str | None, job_type: str | None, limit: int, offset: int, as_json: bool
+) -> None:
+    """List jobs, by state in the order each state is kept."""
+    found = app.management.jobs(state=state, type=job_type, limit=limit, offset=offset)
+    if as_json:
+        print_json([job_to_dict(job) for job in found])
+        return
+    table = Table(title=f"{len(found)} jobs")
+    for name in ("id", "type", "state", "priority", "due", "retries"):
+        table.add_column(name, no_wrap=True)
+    for name in ("process", "lock owner", "payload"):
+        table.add_column(name)
+    for job in found:
+        table.add_row(
+            cell(job.id),
+            cell(job.type),
+            cell(job.state.value),
+            cell(job.priority),
+            cell(when(job.due_ms, "%m-%d %H:%M:%S")),
+            cell(job.retries),
+            cell(job.process_instance_id),
+            cell(job.lock_owner),
+            cell(short(to_json(job_payload(job)))),
+        )
+    console().print(table)
+
+
+@main.command()
+@click.argument("job_id")
+@json_option
+@with_app
+def job(app: App, *, job_id: str, as_json: bool) -> None:
+    """Show one job, with the error of its last failed execution."""
+    found = app.management.get_job(job_id)
+    if found is None:
+        raise JobNotFoundError(f"no job {job_id!r} (completed, deleted or never created)")
+    data = job_to_dict(found)
+    if as_json:
+        print_json(data)
+        return
+    table = Table("field", "value", show_header=False, title=f"job {found.id}")
+    for name, value in data.items():
+        if name in ("due_ms", "lock_expires_ms") and value is not None:
+            shown = cell(f"{when(value)}  ({value})")
+        elif name == "payload":
+            shown = cell(to_json(value, indent=True))
+        else:
+            shown = cell(value)
+        table.add_row(Text(name, style="bold"), shown)
+    console().print(table)
+
+
+@main.command()
+@json_option
+@with_app
+def counts(app: App, *, as_json: bool) -> None:
+    """Number of jobs in each state."""
+    by_state = app.management.counts()
+    if as_json:
+        print_json(by_state)
+        return
+    table = Table("state", "jobs")
+    for state, n in by_state.items():
+        table.add_row(cell(state), cell(n), end_section=state == JOB_STATES[-1])
+    console().print(table)
+
+
+@main.command()
+@json_option
+@with_app
+def definitions(app: App, *, as_json: bool) -> None:
+    """Job definitions: every job type seen, its overriding priority and suspension."""
+    infos = [dataclasses.asdict(info) for info in app.management.job_definitions()]
+    if as_json:
+        print_json(infos)
+        return
+    table = Table("type", "overriding priority", "suspended")
+    for info in infos:
+        table.add_row(
+            cell(info["type"]),
+            cell(info["overriding_priority"]),
+            cell("yes" if info["suspended"] else "no"),
+        )
+    console().print(table)
+
+
+# -- priorities ---------------------------------------------------------------------------
+
+
+@main.group(cls=RexecGroup)
+def priority() -> None:
+    """Change job priorities at runtime."""
+
+
+@priority.command("set", context_settings=NEGATIVE_ARGS)
+@click.argument("job_id")
+@click.argument("new_priority", metavar="P", type=click.INT, callback=check_priority_option)
+@with_app
+def priority_set(app: App, *, job_id: str, new_priority: int) -> None:
+    """Give job JOB_ID priority P; it is re-sorted at once."""
+    app.management.set_job_priority(job_id, new_priority)
+    click.echo(f"job {job_id}: priority {new_priority}")
+
+
+@priority.command("override", context_settings=NEGATIVE_ARGS)
+@click.argument("job_type", metavar="TYPE")
+@click.argument("new_priority", metavar="P", type=click.INT, callback=check_priority_option)
+@click.option("--cascade", is_flag=True, help="Give every existing job of TYPE priority P too.")
+@with_app
+def priority_override(app: App, *, job_type: str, new_priority: int, cascade: bool) -> None:
+    """New jobs of TYPE get priority P, whatever else applies."""
+    changed = app.management.set_overriding_job_priority(job_type, new_priority, cascade=cascade)
+    click.echo(f"job type {job_type}: overriding priority {new_priority}")
+    if cascade:
+        click.echo(f"{changed} existing jobs changed")
+
+
+@priority.command("clear")
+@click.argument("job_type", metavar="TYPE")
+@with_app
+def priority_clear(app: App, *, job_type: str) -> None:
+    """Remove TYPE's overriding priority (existing jobs keep theirs)."""
+    app.management.clear_overriding_job_priority(job_type)
+    click.echo(f"job type {job_type}: overriding priority cleared")
+
+
+# -- suspension ---------------------------------------------------------------------------
+
+
+@main.group(cls=RexecGroup)
+def suspend() -> None:
+    """Stop acquisition of a job or a job type."""
+
+
+@main.group(cls=RexecGroup)
+def activate() -> None:
+    """Resume acquisition of a job or a job type."""
+
+
+without_jobs_option = click.option(
+    "--without-jobs", is_flag=True, help="Change the job definition only, not its jobs."
+)
+
+
+@suspend.command("job")
+@click.argument("job_id")
+@with_app
+def suspend_job(app: App, *, job_id: str) -> None:
+    """Suspend one job."""
+    app.management.suspend_job(job_id)
+    click.echo(f"job {job_id}: suspended")
+
+
+@suspend.command("type")
+@click.argument("job_type", metavar="TYPE")
+@without_jobs_option
+@with_app
+def suspend_type(app: App, *, job_type: str, without_jobs: bool) -> None:
+    """Suspend a job definition (and, unless --without-jobs, each of its jobs)."""
+    changed = app.management.suspend_job_definition(job_type, include_jobs=not without_jobs)
+    click.echo(f"job type {job_type}: suspended")
+    if not without_jobs:
+        click.echo(f"{changed} jobs suspended")
+
+
+@activate.command("job")
+@click.argument("job_id")
+@with_app
+def activate_job(app: App, *, job_id: str) -> None:
+    """Activate one suspended job."""
+    app.management.activate_job(job_id)
+    click.echo(f"job {job_id}: active")
+
+
+@activate.command("type")
+@click.argument("job_type", metavar="TYPE")
+@without_jobs_option
+@with_app
+def activate_type(app: App, *, job_type: str, without_jobs: bool) -> None:
+    """Activate a job definition (and, unless --without-jobs, its suspended jobs)."""
+    changed = app.management.activate_job_definition(job_type, include_jobs=not without_jobs)
+    click.echo(f"job type {job_type}: active")
+    if not without_jobs:
+        click.echo(f"{changed} jobs activated")
+
+
+# -- single jobs --------------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("job_id")
+@click.argument("retries", metavar="N", type=click.IntRange(min=0))
+@with_app
+def retries(app: App, *, job_id: str, retries: int) -> None:
+    """Set the retries left of JOB_ID to N (N > 0 resolves an incident)."""
+    app.management.set_job_retries(job_id, retries)
+    now = app.management.get_job(job_id)
+    state = f" ({now.state.value})" if now is not None else ""
+    click.echo(f"job {job_id}: {retries} retries left{state}")
+
+
+@main.command()
+@click.argument("job_id")
+@with_app
+def delete(app: App, *, job_id: str) -> None:
+    """Delete a job, whatever its state."""
+    app.management.delete_job(job_id)
+    click.echo(f"job {job_id}: deleted")
+
+
+# -- workers' metrics -----------------------------------------------------------------------
+
+
+def _metrics_function(name: str) -> Callable[..., Any]:
+    try:
+        module = importlib.import_module("rexec.metrics")
+    except ImportError as exc:
+        raise ConfigurationError(
+            f"worker metrics are not available in this rexec installation ({exc})"
+        ) from exc
+    function = getattr(module, name, None)
+    if not callable(function):
+        raise ConfigurationError(f"rexec.metrics has no {name}()")
+    return function  # type: ignore[no-any-return]
+
+
+@main.command()
+@json_option
+@with_app
+def stats(app: App, *, as_json: bool) -> None:
+    """Worker counters (Camunda's names), in total and per worker."""
+    cluster_stats = _metrics_function("cluster_stats")
+    counters: dict[str, dict[str, int]] = cluster_stats(app.store)
+    if as_json:
+        print_json(counters)
+        return
+    workers = sorted({w for per in counters.values() for w in per if w != "total"})
+    table = Table("counter", "total", *workers)
+    for column in table.columns[1:]:
+        column.justify = "right"
+    for name, per in counters.items():
+        table.add_row(
+            cell(name), cell(per.get("total", 0)), *(cell(per.get(w, 0)) for w in workers)
+        )
+    console().print(table)
+
+
+# Columns of `rexec nodes`, from what worker processes announce; other keys follow.
+NODE_COLUMNS = ("id", "node", "host", "pid", "concurrency", "acquisition", "types")
+NODE_HIDDEN = ("index", "started_ms", "heartbeat_ms", "heartbeat_age_ms")
+
+
+def _types_cell(types: object) -> Text:
+    if isinstance(types, list | tuple):
+        return cell(", ".join(map(str, types)) or "all")
+    return cell(types)
+
+
+@main.command()
+@json_option
+@with_app
+def nodes(app: App, *, as_json: bool) -> None:
+    """Live worker processes and their last heartbeat."""
+    live_workers = _metrics_function("live_workers")
+    workers: list[dict[str, Any]] = list(live_workers(app.store))
+    if as_json:
+        print_json(workers)
+        return
+    extra = sorted({key for w in workers for key in w} - {*NODE_COLUMNS, *NODE_HIDDEN})
+    table = Table(title=f"{len(workers)} live workers")
+    for name in (*NODE_COLUMNS, "started", "heartbeat"):
+        table.add_column(name, no_wrap=name == "id")
+    for name in extra:
+        table.add_column(name)
+    now: int | None = None
+    for w in workers:
+        age = w.get("heartbeat_age_ms")
+        beat = w.get("heartbeat_ms")
+        if not isinstance(age, int) and isinstance(beat, int):
+            now = app.store.time_ms() if now is None else now
+            age = now - beat
+        table.add_row(
+            *(cell(w.get(key)) for key in NODE_COLUMNS[:-1]),
+            _types_cell(w.get("types")),
+            cell(when(w.get("started_ms"), "%m-%d %H:%M:%S")),
+            cell(f"{age / 1000:.1f}s ago" if isinstance(age, int) else None),
+            *(cell(w.get(key)) for key in extra),
+        )
+    console().print(table)
+
+
+# -- the worker ---------------------------------------------------------------------------
+
+
+def load_app(app_path: str) -> App:
+    """Imports ``module:attribute`` (the current directory first on sys.path, as with
+    ``python -m``) and checks that it names a rexec App."""
+    if not APP_PATH_RE.match(app_path):
+        raise click.BadParameter(
+            f"{app_path!r} is not module:attribute (for example myproject.jobs:app)",
+            param_hint="APP",
+        )
+    module_name, _, attribute = app_path.partition(":")
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
+    try:
+        module: ModuleType = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigurationError(f"cannot import {module_name!r} for APP: {exc}") from exc
+    except Exception as exc:
+        raise ConfigurationError(
+            f"importing {module_name!r} failed: {type(exc).__name__}: {exc}"
+        ) from exc
+    if not hasattr(module, attribute):
+        raise ConfigurationError(f"{module_name!r} has no attribute {attribute!r}")
+    value = getattr(module, attribute)
+    if not isinstance(value, App):
+        raise ConfigurationError(f"{app_path} is a {type(value).__name__}, not a rexec.App")
+    return value
+
+
+def parse_types(text: str | None) -> tuple[str, ...]:
+    if not text:
+        return ()
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    for name in names:
+        try:
+            check_type(name)
+        except RexecError as exc:
+            raise click.BadParameter(str(exc), param_hint="--types") from None
+    return names
+
+
+def _strategy_default(keyword: str) -> Any:
+    parameters = inspect.signature(BackoffJobAcquisitionStrategy.__init__).parameters
+    return parameters[keyword].default
+
+
+def strategy_options(fn: Callable[..., None]) -> Callable[..., None]:
+    for option, keyword, kind in reversed(STRATEGY_OPTIONS):
+        low = 1 if keyword == "base_num_jobs" else 0
+        number = click.IntRange(min=low) if kind is int else click.FLOAT
+        fn = click.option(
+            option, keyword, type=number, default=_strategy_default(keyword), show_default=True
+        )(fn)
+    return fn
+
+
+def _lazy(module_name: str, attribute: str, what: str) -> Any:
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigurationError(f"{what} is not available ({exc})") from exc
+    return getattr(module, attribute)
+
+
+@main.command()
+@click.argument("app_path", metavar="APP")
+@click.option("--processes", type=click.IntRange(min=1), default=2, show_default=True)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=1),
+    default=8,
+    show_default=True,
+    help="Executor slots per worker process.",
+)
+@click.option("--types", help="Only these job types (comma-separated).")
+@click.option(
+    "--priority-min",
+    type=click.INT,
+    callback=check_priority_option,
+    help="Only jobs with at least this priority.",
+)
+@click.option(
+    "--priority-max",
+    type=click.INT,
+    callback=check_priority_option,
+    help="Only jobs with at most this priority.",
+)
+@click.option("--lock-ms", type=click.IntRange(100, 86_400_000), default=30_000, show_default=True)
+@click.option(
+    "--shutdown-timeout",
+    type=click.FloatRange(min=0),
+    default=30.0,
+    show_default=True,
+    help="Seconds running jobs get to finish on shutdown.",
+)
+@click.option(
+    "--acquisition", type=click.Choice(ACQUISITION_MODES), default="atomic", show_default=True
+)
+@strategy_options
+@click.option(
+    "--namespace",
+    envvar="REXEC_NAMESPACE",
+    default=None,
+    show_envvar=True,
+    help="Namespace of the jobs; default: the app's.",
+)
+@click.option(
+    "--redis-url",
+    envvar="REXEC_REDIS_URL",
+    default=None,
+    show_envvar=True,
+    help="Redis URL; default: the app's, else the embedded Redis.",
+)
+def worker(
+    *,
+    app_path: str,
+    processes: int,
+    concurrency: int,
+    types: str | None,
+    priority_min: int | None,
+    priority_max: int | None,
+    lock_ms: int,
+    shutdown_timeout: float,
+    acquisition: str,
+    redis_url: str | None,
+    namespace: str | None,
+    **strategy: Any,
+) -> None:
+    """Run a worker node for APP (module:attribute naming a rexec.App) until stopped."""
+    job_types = parse_types(types)
+    if priority_min is not None and priority_max is not None and priority_min > priority_max:
+        raise click.BadParameter(
+            f"--priority-min {priority_min} is above --priority-max {priority_max}"
+        )
+    BackoffJobAcquisitionStrategy(**strategy)  # rejects bad combinations before forking
+    load_app(app_path)
+    worker_settings = _lazy("rexec.settings", "WorkerSettings", "the worker runtime")
+    run_node = _lazy("rexec.node", "run_node", "the worker runtime")
+    settings = worker_settings(
+        app_path=app_path,
+        redis_url=redis_url,
+        namespace=namespace,
+        processes=processes,
+        concurrency=concurrency,
+        types=job_types,
+        priority_min=priority_min,
+        priority_max=priority_max,
+        lock_ms=lock_ms,
+        shutdown_timeout_s=shutdown_timeout,
+        acquisition=acquisition,
+        strategy=dict(strategy),
+    )
+    click.get_current_context().exit(int(run_node(settings)))
+
+
+# -- the embedded Redis ---------------------------------------------------------------------
+
+
+@main.group(cls=RexecGroup)
+def embedded() -> None:
+    """The embedded Redis used when no Redis URL is configured."""
+
+
+@embedded.command("url")
+def embedded_url() -> None:
+    """Print the embedded Redis's URL, starting it if needed."""
+    from rexec.embedded import shared_server_url
+
+    click.echo(shared_server_url())
+
+
+@embedded.command("stop")
+def embedded_stop() -> None:
+    """Shut the embedded Redis down (its data is kept on disk)."""
+    from rexec.embedded import stop_shared_server
+
+    click.echo("stopped" if stop_shared_server() else "not running")
+
+
+# -- commands from optional modules -----------------------------------------------------------
+
+
+def _add_optional_commands(group: click.Group, sources: Iterable[tuple[str, str]]) -> None:
+    for module_name, attribute in sources:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        group.add_command(getattr(module, attribute))
+
+
+_add_optional_commands(main, [("rexec.demo", "demo_command"), ("rexec.bench", "bench_command")])
