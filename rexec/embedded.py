@@ -72,23 +72,12 @@ def shared_server_url(timeout_s: float = 10.0) -> str:
             ) from exc
         with contextlib.suppress(FileNotFoundError):
             sock.unlink()
-        subprocess.run(
-            [
-                binary,
-                "--daemonize", "yes",
-                "--port", "0",
-                "--unixsocket", str(sock),
-                "--unixsocketperm", "700",
-                "--dir", str(data),
-                "--appendonly", "yes",
-                "--save", "",
-                "--pidfile", str(data / "redis.pid"),
-                "--logfile", str(data / "redis.log"),
-            ],
-            check=True,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+        try:
+            _daemonize(binary, sock, data)
+        except (OSError, subprocess.CalledProcessError) as exc:
+            raise ConfigurationError(
+                f"the embedded Redis ({binary}) failed to start: {exc}; see {data / 'redis.log'}"
+            ) from exc
         deadline = time.monotonic() + timeout_s
         while not _answers(sock):
             if time.monotonic() > deadline:
@@ -97,6 +86,26 @@ def shared_server_url(timeout_s: float = 10.0) -> str:
                 )
             time.sleep(0.05)
     return url
+
+
+def _daemonize(binary: str, sock: Path, data: Path) -> None:
+    subprocess.run(
+        [
+            binary,
+            "--daemonize", "yes",
+            "--port", "0",
+            "--unixsocket", str(sock),
+            "--unixsocketperm", "700",
+            "--dir", str(data),
+            "--appendonly", "yes",
+            "--save", "",
+            "--pidfile", str(data / "redis.pid"),
+            "--logfile", str(data / "redis.log"),
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
 
 
 def stop_shared_server() -> bool:

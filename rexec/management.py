@@ -224,7 +224,7 @@ class Management:
                 self._changed(self.store.set_suspended(ids, False, only_type=job_type))
                 for ids in self.store.scan_job_ids(job_type)
             )
-        self.client.srem(self.keys.suspended_types, job_type)
-        if changed:
-            self.client.publish(self.keys.wake_channel, "1")
+        was_suspended = self.client.srem(self.keys.suspended_types, job_type)
+        if changed or was_suspended:
+            self.client.publish(self.keys.wake_channel, "1")  # its jobs are ready again
         return changed

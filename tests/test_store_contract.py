@@ -592,3 +592,17 @@ class TestOptimisticMode:
         assert app.store.acquire_jobs("w2", 10, lock_ms=5000).jobs == []
         app.store.complete(got.jobs[0])
         assert ids_of(app.store.acquire_jobs("w2", 10, lock_ms=5000).jobs) == [ids[1]]
+
+
+def test_activating_a_definition_wakes_idle_workers(app: App, client: redis.Redis) -> None:
+    app.enqueue("hk")
+    app.management.suspend_job_definition("hk", include_jobs=False)
+    pubsub = client.pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe(app.store.keys.wake_channel)
+    try:
+        pubsub.get_message(timeout=0.1)  # the subscription confirmation
+        app.management.activate_job_definition("hk", include_jobs=False)
+        message = pubsub.get_message(timeout=1.0)
+        assert message is not None and message["type"] == "message"
+    finally:
+        pubsub.close()
