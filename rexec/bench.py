@@ -1,0 +1,377 @@
+"""``rexec bench``: the figures the project promises, measured on this machine.
+
+Each benchmark prints JSON (with the core count, the Redis version and its parameters)
+and, unless ``--json``, a table. They run on a private ``redis-server`` unless
+``--redis-url`` names one (use an empty database: the store benchmark fills it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import statistics
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import click
+import orjson
+import redis
+from rich.console import Console
+from rich.table import Table
+
+from rexec import metrics as m
+from rexec.app import App
+from rexec.bench_app import stamp_key
+from rexec.cluster import LocalCluster
+from rexec.demo import Scenario, redis_for_demo
+from rexec.settings import WorkerSettings
+from rexec.store import AcquireOptions, NewJob, Store
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
+
+
+def environment(client: redis.Redis) -> dict[str, Any]:
+    info = client.info("server")
+    return {
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "redis_version": info.get("redis_version"),
+        "machine": platform.machine(),
+    }
+
+
+def fresh_namespace(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def drop_namespace(client: redis.Redis, namespace: str) -> None:
+    keys = list(client.scan_iter(match=f"rexec:{{{namespace}}}:*", count=1000))
+    for i in range(0, len(keys), 1000):
+        client.delete(*keys[i : i + 1000])
+
+
+def timed_calls(call: Callable[[], object], count: int) -> list[float]:
+    times = []
+    for _ in range(count):
+        started = time.perf_counter()
+        call()
+        times.append((time.perf_counter() - started) * 1000)
+    return times
+
+
+def enqueue_plain(store: Store, count: int, **fields: Any) -> None:
+    chunk = 20_000
+    for start in range(0, count, chunk):
+        store.enqueue(
+            [NewJob("noop", exclusive=False, **fields) for _ in range(min(chunk, count - start))]
+        )
+
+
+# -- store ----------------------------------------------------------------------------------
+
+
+def bench_store(url: str, big: int, console: Console) -> dict[str, Any]:
+    client = redis.Redis.from_url(url)
+    results: dict[str, Any] = {"benchmark": "store", "environment": environment(client)}
+    options = AcquireOptions(lock_ms=600_000)
+
+    def acquire_median(store: Store, calls: int = 200) -> tuple[float, float]:
+        times = timed_calls(lambda: store.acquire_jobs("bench", 50, options=options), calls)
+        return statistics.median(times), times[0]
+
+    # 1. acquire(50) with 1,000 and with `big` ready jobs
+    sizes = {}
+    for size in (1000, big):
+        ns = fresh_namespace("bench-store")
+        store = Store(client, ns)
+        console.print(f"store: enqueueing {size:,} ready jobs ...")
+        enqueue_plain(store, size + 200 * 50)
+        median, first = acquire_median(store)
+        sizes[size] = median
+        drop_namespace(client, ns)
+    results["acquire_50_median_ms"] = {str(k): round(v, 3) for k, v in sizes.items()}
+    results["acquire_ratio_big_vs_1000"] = round(sizes[big] / sizes[1000], 2)
+
+    # 2. 100,000 exclusive jobs of one locked process instance queued ahead of free jobs
+    ns = fresh_namespace("bench-store")
+    app = App.with_client(client, namespace=ns)
+    pi = app.start_process_instance()
+    console.print("store: 100,000 exclusive jobs of one process instance ahead of free jobs ...")
+    for _ in range(5):
+        app.enqueue_many(
+            [{"type": "noop", "process_instance_id": pi, "priority": 10} for _ in range(20_000)]
+        )
+    holder = app.store.acquire_jobs("holder", 1, lock_ms=600_000)  # locks the instance
+    enqueue_plain(app.store, 200 * 50 + 1000, priority=0)
+    median, first = acquire_median(app.store)
+    results["acquire_50_behind_locked_instance_median_ms"] = round(median, 3)
+    results["acquire_50_behind_locked_instance_first_call_ms"] = round(first, 3)
+    results["acquire_ratio_locked_instance_vs_1000"] = round(median / sizes[1000], 2)
+    assert holder.batches
+    drop_namespace(client, ns)
+
+    # 3. bulk enqueue
+    ns = fresh_namespace("bench-store")
+    app = App.with_client(client, namespace=ns)
+    count = 200_000
+    specs = [{"type": "noop", "exclusive": False} for _ in range(count)]
+    started = time.perf_counter()
+    for start in range(0, count, 20_000):
+        app.enqueue_many(specs[start : start + 20_000])
+    results["enqueue_jobs_per_s"] = round(count / (time.perf_counter() - started))
+
+    # 4. memory per queued job without payload
+    client.memory_purge()
+    before = int(client.info("memory")["used_memory"])
+    ns2 = fresh_namespace("bench-store")
+    enqueue_plain(Store(client, ns2), 100_000)
+    after = int(client.info("memory")["used_memory"])
+    results["memory_bytes_per_queued_job"] = round((after - before) / 100_000)
+    drop_namespace(client, ns2)
+
+    # 5. store-level acquire + complete, batches of 50, one process, no handler
+    store = app.store
+    done = 0
+    started = time.perf_counter()
+    while True:
+        acquired = store.acquire_jobs("bench", 50, options=options)
+        if not acquired.batches:
+            break
+        store.complete_many(acquired.jobs)
+        done += len(acquired.jobs)
+    results["acquire_complete_jobs_per_s"] = round(done / (time.perf_counter() - started))
+    drop_namespace(client, ns)
+    client.close()
+    return results
+
+
+# -- drain and latency ------------------------------------------------------------------
+
+
+def _node_settings(url: str, namespace: str, processes: int, concurrency: int) -> WorkerSettings:
+    return WorkerSettings(
+        app_path="rexec.bench_app:app",
+        redis_url=url,
+        namespace=namespace,
+        processes=processes,
+        concurrency=concurrency,
+        shutdown_timeout_s=10,
+    )
+
+
+def _wait_for_workers(app: App, cluster: LocalCluster, count: int) -> None:
+    deadline = time.monotonic() + 60
+    while len(m.live_workers(app.store)) < count:
+        cluster.check_alive()
+        if time.monotonic() > deadline:
+            raise click.ClickException("the worker node did not start within 60 s")
+        time.sleep(0.05)
+
+
+def bench_drain(
+    url: str, jobs: int, processes: int, concurrency: int, console: Console
+) -> dict[str, Any]:
+    ns = fresh_namespace("bench-drain")
+    app = App(url, namespace=ns)
+    results: dict[str, Any] = {
+        "benchmark": "drain",
+        "environment": environment(app.client),
+        "parameters": {
+            "jobs": jobs,
+            "nodes": 1,
+            "processes": processes,
+            "concurrency": concurrency,
+        },
+    }
+    console.print(f"drain: enqueueing {jobs:,} no-op jobs ...")
+    enqueue_plain(app.store, jobs)
+    cluster = LocalCluster(_node_settings(url, ns, processes, concurrency), 1)
+    try:
+        # The clock starts when the node starts: process start-up is part of the figure.
+        started = time.perf_counter()
+        cluster.start()
+        while app.management.counts()["total"] > 0:
+            cluster.check_alive()
+            time.sleep(0.02)
+        elapsed = time.perf_counter() - started
+    finally:
+        cluster.stop()
+    stats = m.cluster_stats(app.store)
+    results["seconds"] = round(elapsed, 3)
+    results["jobs_per_s"] = round(jobs / elapsed)
+    results["committed"] = stats[m.SUCCESSFUL]["total"]
+    results["acquisition_attempts"] = stats[m.ACQUISITION_ATTEMPT]["total"]
+    drop_namespace(app.client, ns)
+    app.close()
+    return results
+
+
+def bench_latency(url: str, samples: int, console: Console) -> dict[str, Any]:
+    ns = fresh_namespace("bench-latency")
+    app = App(url, namespace=ns)
+    app.definitions.update(__import__("rexec.bench_app", fromlist=["app"]).app.definitions)
+    results: dict[str, Any] = {
+        "benchmark": "latency",
+        "environment": environment(app.client),
+        "parameters": {"samples": samples, "nodes": 1, "processes": 2},
+    }
+    cluster = LocalCluster(_node_settings(url, ns, 2, 8), 1)
+    try:
+        cluster.start()
+        _wait_for_workers(app, cluster, 2)
+        # An idle node: let the idle wait climb to its maximum first.
+        console.print("latency: letting the node go idle ...")
+        time.sleep(3)
+        client = app.client
+        client.config_resetstat()
+        time.sleep(10)
+        calls = sum(
+            int(v["calls"])
+            for k, v in client.info("commandstats").items()
+            if k.startswith("cmdstat_")
+        )
+        results["idle_node_redis_commands_per_s"] = round((calls - 1) / 10, 1)  # less our INFO
+        console.print(f"latency: {samples} jobs, one at a time, on the idle node ...")
+        for i in range(samples):
+            # Every tenth sample waits long enough for the top idle level.
+            time.sleep(2.2 if i % 10 == 9 else 0.05)
+            app.enqueue("stamp", time.time())
+        deadline = time.monotonic() + 30
+        while client.llen(stamp_key(ns)) < samples and time.monotonic() < deadline:
+            time.sleep(0.05)
+        raw: list[bytes] = client.lrange(stamp_key(ns), 0, -1)  # type: ignore[assignment]
+    finally:
+        cluster.stop()
+    latencies = [float(x) for x in raw]
+    results["pickup_latency_ms"] = {
+        "samples": len(latencies),
+        "p50": round(percentile(latencies, 0.50), 3),
+        "p99": round(percentile(latencies, 0.99), 3),
+        "max": round(max(latencies, default=0.0), 3),
+    }
+    drop_namespace(app.client, ns)
+    app.close()
+    return results
+
+
+def bench_cluster(url: str, jobs: int, nodes: int, processes: int, job_ms: float) -> dict[str, Any]:
+    report = Scenario(url, jobs=jobs, nodes=nodes, processes=processes, job_ms=job_ms).run(None)
+    with contextlib.closing(redis.Redis.from_url(url)) as client:
+        env = environment(client)
+    return {"benchmark": "cluster", "environment": env, **report.as_dict()}
+
+
+# -- command ----------------------------------------------------------------------------------
+
+
+def render(console: Console, result: dict[str, Any]) -> None:
+    table = Table(title=f"rexec bench {result['benchmark']}", header_style="bold", show_header=True)
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+
+    def rows(prefix: str, value: Any) -> Iterator[tuple[str, str]]:
+        if isinstance(value, dict):
+            for key, inner in value.items():
+                yield from rows(
+                    f"{prefix}{key}." if isinstance(inner, dict) else f"{prefix}{key}", inner
+                )
+        else:
+            yield (
+                prefix,
+                f"{value:,}"
+                if isinstance(value, int | float) and not isinstance(value, bool)
+                else str(value),
+            )
+
+    for key, value in result.items():
+        if key in ("benchmark", "classes", "node_share", "operator_actions"):
+            continue
+        for name, text in rows(key + ("." if isinstance(value, dict) else ""), value):
+            table.add_row(name, text)
+    console.print(table)
+
+
+@click.command("bench")
+@click.argument(
+    "which", type=click.Choice(["store", "drain", "latency", "cluster", "all"]), default="all"
+)
+@click.option(
+    "--redis-url", envvar="REXEC_REDIS_URL", default=None, help="Use this Redis (an empty one)."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print only JSON.")
+@click.option(
+    "--big",
+    default=1_000_000,
+    show_default=True,
+    type=click.IntRange(10_000, 50_000_000),
+    help="store: the large queue size.",
+)
+@click.option(
+    "--jobs",
+    default=200_000,
+    show_default=True,
+    type=click.IntRange(1000, 50_000_000),
+    help="drain: jobs to drain.",
+)
+@click.option(
+    "--processes",
+    default=2,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="drain: worker processes.",
+)
+@click.option(
+    "--concurrency",
+    default=8,
+    show_default=True,
+    type=click.IntRange(1, 1024),
+    help="drain: slots per process.",
+)
+@click.option(
+    "--samples",
+    default=200,
+    show_default=True,
+    type=click.IntRange(10, 100_000),
+    help="latency: jobs to time.",
+)
+def bench_command(  # noqa: PLR0917 - one parameter per click option
+    which: str,
+    redis_url: str | None,
+    as_json: bool,
+    big: int,
+    jobs: int,
+    processes: int,
+    concurrency: int,
+    samples: int,
+) -> None:
+    """Measure rexec on this machine: store, drain, latency, cluster, or all."""
+    console = Console(stderr=True)
+    chosen = ["store", "drain", "latency", "cluster"] if which == "all" else [which]
+    results = []
+    with redis_for_demo(redis_url) as url:
+        for name in chosen:
+            if name == "store":
+                result = bench_store(url, big, console)
+            elif name == "drain":
+                result = bench_drain(url, jobs, processes, concurrency, console)
+            elif name == "latency":
+                result = bench_latency(url, samples, console)
+            else:
+                console.print(
+                    "cluster: the midnight scenario, 50,000 no-op jobs on 4 nodes x 2 processes ..."
+                )
+                result = bench_cluster(url, 50_000, 4, 2, 0.0)
+            results.append(result)
+            if not as_json:
+                render(console, result)
+    click.echo(
+        orjson.dumps(
+            results[0] if len(results) == 1 else results, option=orjson.OPT_INDENT_2
+        ).decode()
+    )
