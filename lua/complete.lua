@@ -9,6 +9,8 @@ Reply: one status per job: 0 committed, 1 no such job, 2 lock lost
 -- @include release_pi
 -- @include is_pi_exclusive
 -- @include call_chunked
+-- @include now_ms
+-- @include arrive_at_join
 
 local owner = ARGV[2]
 local ids = {}
@@ -33,6 +35,15 @@ for k, id in ipairs(ids) do
   end
 end
 if #done > 0 then
+  -- branches of forks arrive at their joins (most jobs are none: one HMGET tells)
+  local joins = redis.call('HMGET', K.branches, unpack(done))
+  local now
+  for k, jid in ipairs(joins) do
+    if jid then
+      now = now or now_ms()
+      if arrive_at_join(done[k], now) == 'ready' then woke = true end
+    end
+  end
   call_chunked('HDEL', K.jobs, done)
   call_chunked('HDEL', K.payloads, done)
   call_chunked('HDEL', K.errors, done)

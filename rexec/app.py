@@ -23,6 +23,7 @@ F = TypeVar("F", bound=Handler)
 ENQUEUE_OPTIONS = frozenset(
     {"priority", "due_ms", "delay_ms", "process_instance_id", "exclusive", "retries"}
 )
+SPEC_KEYS = ENQUEUE_OPTIONS | {"type", "payload"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,24 +198,22 @@ class App:
     def _new_job(
         self, spec: Mapping[str, Any], variables: Mapping[str, Mapping[str, Any]]
     ) -> NewJob:
+        # NewJob validates every field; this only resolves the defaults and the rule.
         if not isinstance(spec, Mapping):
             raise ValidationError(f"a job spec is a mapping, got {type(spec).__name__}")
-        unknown = set(spec) - ENQUEUE_OPTIONS - {"type", "payload"}
-        if unknown:
-            raise ValidationError(f"unknown job spec keys: {', '.join(sorted(unknown))}")
-        if "type" not in spec:
-            raise ValidationError("a job spec needs a 'type'")
-        job_type = check_type(spec["type"])
+        if not spec.keys() <= SPEC_KEYS:
+            unknown = ", ".join(sorted(map(str, set(spec) - SPEC_KEYS)))
+            raise ValidationError(f"unknown job spec keys: {unknown}")
+        job_type = spec.get("type")
+        if not isinstance(job_type, str):
+            raise ValidationError(f"a job spec needs a 'type' string, got {job_type!r}")
         definition = self.definitions.get(job_type)
         payload = spec.get("payload")
         pi = spec.get("process_instance_id")
-        if pi is not None:
-            check_process_instance_id(pi)
         priority = spec.get("priority")
-        if priority is not None:
-            check_priority(priority)
-        elif definition is not None and definition.priority is not None:
-            priority = rule_priority(definition.priority, payload, variables.get(pi or "", {}))
+        if priority is None and definition is not None and definition.priority is not None:
+            rule_variables = variables.get(pi, {}) if isinstance(pi, str) else {}
+            priority = rule_priority(definition.priority, payload, rule_variables)
         exclusive = spec.get("exclusive")
         if exclusive is None:
             exclusive = definition.exclusive if definition is not None else True

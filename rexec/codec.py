@@ -9,6 +9,7 @@ them. Payloads and variables are msgpack; Lua passes their bytes through untouch
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Any
 
 import msgpack
@@ -41,8 +42,13 @@ def priority_from_key(key: str) -> int:
     return PRIORITY_MAX - int(key, 16)
 
 
+@lru_cache(maxsize=4096)
+def _valid_type(job_type: str) -> bool:
+    return TYPE_RE.match(job_type) is not None
+
+
 def check_type(job_type: object) -> str:
-    if not isinstance(job_type, str) or not TYPE_RE.match(job_type):
+    if not isinstance(job_type, str) or not _valid_type(job_type):
         raise InvalidJobTypeError(
             "job type must be 1-200 characters of A-Z a-z 0-9 _ . : -, got " + repr(job_type)
         )

@@ -1,11 +1,21 @@
-"""What a handler receives as ``ctx``: its job and the app, and a way to keep its lock."""
+"""What a handler receives as ``ctx``: its job, its process instance's variables, and
+the follow-up work it asks for — none of which takes effect until the job completes.
+
+When the handler returns, the worker commits the job and everything asked for in one
+Lua script (``lua/commit.lua``): variable changes are checked against the instance
+revision they were read at; on a conflict nothing is written and the job runs again
+without consuming a retry. A handler that raises leaves no trace but its failure.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from rexec.codec import check_type, pack, unpack
+from rexec.errors import ValidationError
 from rexec.job import Job
+from rexec.store import Effects, NewBranch, NewJob
 
 if TYPE_CHECKING:
     from rexec.app import App
@@ -14,21 +24,125 @@ if TYPE_CHECKING:
 class JobContext:
     """The context of one job execution."""
 
-    __slots__ = ("_variables", "app", "job", "worker_id")
+    __slots__ = (
+        "_changes",
+        "_jobs",
+        "_joins",
+        "_revision",
+        "_variables",
+        "app",
+        "job",
+        "lockable_types",
+        "worker_id",
+    )
 
-    def __init__(self, job: Job, app: App, worker_id: str) -> None:
+    def __init__(
+        self,
+        job: Job,
+        app: App,
+        worker_id: str,
+        lockable_types: frozenset[str] | None = None,
+    ) -> None:
         self.job = job
         self.app = app
         self.worker_id = worker_id
+        # Types this worker may run: exclusive follow-ups of these are locked at once.
+        self.lockable_types = lockable_types
         self._variables: dict[str, Any] | None = None
+        self._revision = 0
+        self._changes: dict[str, Any] = {}
+        self._joins: list[tuple[int, NewJob]] = []
+        self._jobs: list[NewBranch] = []
+
+    # -- variables ------------------------------------------------------------------------
 
     @property
     def variables(self) -> dict[str, Any]:
-        """The job's process instance variables (empty without an instance)."""
+        """The process instance's variables as read at a known revision, with this
+        handler's own changes applied (empty without a process instance)."""
         if self._variables is None:
             pi = self.job.process_instance_id
-            self._variables = self.app.get_variables(pi) if pi else {}
-        return self._variables
+            if pi is None:
+                self._variables = {}
+            else:
+                self._revision, raw = self.app.store.read_variables(pi)
+                self._variables = dict(unpack(raw, "variables"))
+        return {**self._variables, **self._changes}
 
+    def set_variable(self, name: str, value: Any) -> None:
+        """Sets a process variable when the job completes."""
+        if self.job.process_instance_id is None:
+            raise ValidationError(f"job {self.job.id} has no process instance to set variables on")
+        if not isinstance(name, str) or not name:
+            raise ValidationError(f"a variable name is a non-empty string, got {name!r}")
+        pack(value, f"variable {name!r}")  # fail in the handler, not at commit
+        _ = self.variables  # the revision the change is checked against
+        self._changes[name] = value
 
-JobRunner = Callable[[JobContext, Any], Any]
+    # -- follow-up work -----------------------------------------------------------------
+
+    def enqueue(self, type: str, payload: Any = None, **options: Any) -> None:
+        """Creates a follow-up job when this job completes. It belongs to this job's
+        process instance unless ``process_instance_id`` says otherwise."""
+        self._jobs.append(self._branch({"type": type, "payload": payload, **options}, 0))
+
+    def fork(
+        self,
+        specs: Iterable[Mapping[str, Any]],
+        *,
+        join: str,
+        join_payload: Any = None,
+        **join_options: Any,
+    ) -> None:
+        """Creates parallel branch jobs (each spec as ``app.enqueue_many`` takes it) when
+        this job completes; when the last branch completes, the ``join`` job is created,
+        exactly once."""
+        check_type(join)
+        branches = [dict(spec) for spec in specs]
+        if not branches:
+            raise ValidationError("a fork needs at least one branch")
+        join_job = self._new_job({"type": join, "payload": join_payload, **join_options})
+        self._joins.append((len(branches), join_job))
+        index = len(self._joins)
+        self._jobs.extend(self._branch(spec, index) for spec in branches)
+
+    def _new_job(self, spec: dict[str, Any]) -> NewJob:
+        pi = self.job.process_instance_id
+        if pi is not None:
+            spec.setdefault("process_instance_id", pi)
+        variables = (
+            {pi: self.variables} if pi is not None and spec.get("process_instance_id") == pi else {}
+        )
+        return self.app._new_job(spec, variables)
+
+    def _branch(self, spec: dict[str, Any], join: int) -> NewBranch:
+        job = self._new_job(spec)
+        lock_now = (
+            job.exclusive
+            and job.process_instance_id is not None
+            and job.process_instance_id == self.job.process_instance_id
+            and self.job.exclusive
+            and self.lockable_types is not None
+            and job.type in self.lockable_types
+            and job.due_ms is None
+            and not job.delay_ms
+        )
+        return NewBranch(job, join, lock_now)
+
+    # -- for the worker ------------------------------------------------------------------
+
+    def effects(self) -> Effects:
+        """Everything the handler asked for, ready for ``Store.commit``."""
+        variables_pi = None
+        raw = b""
+        if self._changes:
+            assert self._variables is not None
+            variables_pi = self.job.process_instance_id
+            raw = pack({**self._variables, **self._changes}, "variables")
+        return Effects(
+            variables_pi=variables_pi,
+            variables_revision=self._revision,
+            variables_raw=raw,
+            joins=tuple(self._joins),
+            jobs=tuple(self._jobs),
+        )

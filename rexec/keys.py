@@ -32,6 +32,7 @@ SCRIPT_KEY_NAMES: tuple[str, ...] = (
     "seq",
     "counters",
     "joins",
+    "branches",
 )
 
 
@@ -133,6 +134,10 @@ class Keys:
     @property
     def joins(self) -> str:
         return self.prefix + "joins"
+
+    @property
+    def branches(self) -> str:
+        return self.prefix + "branches"
 
     @property
     def metrics(self) -> str:

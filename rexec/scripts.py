@@ -33,6 +33,7 @@ SCRIPT_NAMES = (
     "start_process",
     "optimistic_read",
     "optimistic_lock",
+    "commit",
 )
 
 

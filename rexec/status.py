@@ -20,6 +20,7 @@ class Status(IntEnum):
     NO_SUCH_JOB = 1
     LOCK_LOST = 2
     UNCHANGED = 3
+    VARIABLES_CHANGED = 4
 
 
 def raise_for_status(status: int, job_id: str, *, locked: bool = True) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 import redis
 
 from rexec.codec import check_ms, check_priority, check_type, priority_key
-from rexec.errors import OptimisticLockingError, ValidationError
+from rexec.errors import OptimisticLockingError, ProcessInstanceNotFoundError, ValidationError
 from rexec.job import Job, JobState, parse_record
 from rexec.keys import Keys
 from rexec.retry import DEFAULT_RETRY_CYCLE, RetryCycle
@@ -84,6 +84,32 @@ def check_job_id(value: object) -> str:
     if not isinstance(value, str) or not value.isdigit() or len(value) > 20:
         raise ValidationError(f"not a job id: {value!r}")
     return value
+
+
+@dataclass(frozen=True, slots=True)
+class NewBranch:
+    """A job created by a commit: a follow-up, or a branch of the commit's
+    ``join``-th fork (1-based; 0 = none). ``lock_now`` locks it for the committing
+    owner at once (an exclusive follow-up the same slot runs next)."""
+
+    job: NewJob
+    join: int = 0
+    lock_now: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Effects:
+    """What a handler asked for, applied atomically with its job's completion."""
+
+    variables_pi: str | None = None
+    variables_revision: int = 0
+    variables_raw: bytes = b""
+    joins: tuple[tuple[int, NewJob], ...] = ()  # (branches to wait for, the join job)
+    jobs: tuple[NewBranch, ...] = ()
+
+    @property
+    def empty(self) -> bool:
+        return self.variables_pi is None and not self.joins and not self.jobs
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,6 +308,51 @@ class Store:
         """Commits a finished job: removes it, if still locked by its owner at its
         revision; else raises OptimisticLockingError and changes nothing."""
         raise_for_status(self.complete_many([job])[0], job.id)
+
+    def commit(self, job: Job, effects: Effects, *, lock_ms: int = 30_000) -> list[Job]:
+        """Completes ``job`` and applies ``effects`` in one atomic script; returns the
+        follow-ups locked for this owner at once. Raises OptimisticLockingError, writing
+        nothing, if the job's lock is lost or the variables changed since read."""
+        owner = _owner_of([job])
+        args: list[bytes | str | int] = [
+            self.keys.wake_channel,
+            owner,
+            job.id,
+            job.revision,
+            lock_ms,
+            effects.variables_pi or "",
+            effects.variables_revision,
+            effects.variables_raw,
+            len(effects.joins),
+        ]
+        for branches, join_job in effects.joins:
+            args += (branches, *join_job.script_args())
+        args.append(len(effects.jobs))
+        for new in effects.jobs:
+            args += (*new.job.script_args(), new.join, "1" if new.lock_now else "0")
+        reply: list[Any] = self._run("commit", args)  # type: ignore[assignment]
+        status, locked = reply
+        if status == Status.VARIABLES_CHANGED:
+            raise OptimisticLockingError(
+                f"process instance {effects.variables_pi!r} changed since job {job.id!r}"
+                " read its variables"
+            )
+        raise_for_status(int(status), job.id)
+        now = int(job.lock_expires_ms or 0) - lock_ms  # close enough for the state
+        return [
+            parse_record(_text(locked[i]), locked[i + 1], now, locked[i + 2])
+            for i in range(0, len(locked), 3)
+        ]
+
+    def read_variables(self, process_instance_id: str) -> tuple[int, bytes]:
+        """A process instance's revision and msgpack variables, read together."""
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hget(self.keys.pis, process_instance_id)
+        pipe.hget(self.keys.vars, process_instance_id)
+        record, raw = pipe.execute()
+        if record is None:
+            raise ProcessInstanceNotFoundError(f"no process instance {process_instance_id!r}")
+        return int(_text(record).split("|", 1)[0]), raw or b"\x80"
 
     def complete_many(self, jobs: Sequence[Job]) -> list[Status]:
         """Commits several jobs of one owner in one call; a status per job."""

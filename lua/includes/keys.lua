@@ -18,5 +18,7 @@ local K = {
   vars = KEYS[15],           -- hash  pi -> msgpack variables
   seq = KEYS[16],            -- string  id counter (jobs and process instances)
   counters = KEYS[17],       -- hash  cluster-wide counters
-  joins = KEYS[18],          -- hash  "pi|join id" -> branches still to arrive
+  joins = KEYS[18],          -- hash  "<join id>|n" -> branches still to arrive,
+                             --       "<join id>|f" -> join job fields, "|pl" -> payload
+  branches = KEYS[19],       -- hash  branch job id -> its join id
 }

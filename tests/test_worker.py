@@ -1,0 +1,423 @@
+"""Real worker processes on a real Redis: the executor's behaviour end to end.
+
+Every test starts one or more nodes (``rexec.node.run_node`` in a subprocess of its
+own session, so real signals can be sent and the whole process tree killed at the
+end) running ``tests.apps.recording:app`` against the session's private redis-server,
+in a namespace of its own. The handlers log what they do to a Redis list (see
+tests/apps/recording.py); the tests read that log and the store.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+import pytest
+
+from rexec import App, JobState
+from rexec.metrics import cluster_stats, live_workers
+from tests.apps.recording import log_key, make_app
+
+pytestmark = pytest.mark.slow
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+APP_PATH = "tests.apps.recording:app"
+WAIT_S = 20.0  # generous upper bound for any single condition; tests end far sooner
+
+
+class Cluster:
+    """Nodes of one test, its producer app, and its view of the handlers' log."""
+
+    def __init__(self, redis_url: str, namespace: str, tmp_path: Path) -> None:
+        self.redis_url = redis_url
+        self.namespace = namespace
+        self.tmp_path = tmp_path
+        self.app: App = make_app(redis_url, namespace)
+        self.nodes: list[subprocess.Popen[bytes]] = []
+        self._outputs: list[IO[bytes]] = []
+
+    # -- nodes ----------------------------------------------------------------------------
+
+    def start_node(self, **settings: Any) -> subprocess.Popen[bytes]:
+        """Starts ``run_node(WorkerSettings(APP, **settings))`` in a new session."""
+        settings = {
+            "app_path": APP_PATH,
+            "redis_url": self.redis_url,
+            "namespace": self.namespace,
+            "lock_ms": 1000,
+            **settings,
+        }
+        code = (
+            "import sys\n"
+            "from rexec.node import run_node\n"
+            "from rexec.settings import WorkerSettings\n"
+            f"sys.exit(run_node(WorkerSettings(**{settings!r})))\n"
+        )
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p
+        )
+        env["REXEC_REDIS_URL"] = self.redis_url
+        env["REXEC_NAMESPACE"] = self.namespace
+        output = (self.tmp_path / f"node-{len(self.nodes)}.log").open("wb")
+        self._outputs.append(output)
+        node = subprocess.Popen(
+            [sys.executable, "-c", code],
+            cwd=REPO_ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: the node and its workers
+        )
+        self.nodes.append(node)
+        return node
+
+    def stop_node(self, node: subprocess.Popen[bytes], timeout: float = WAIT_S) -> int:
+        """SIGTERM (graceful shutdown); returns the node's exit code."""
+        node.send_signal(signal.SIGTERM)
+        try:
+            return node.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"node did not stop within {timeout} s of SIGTERM{self.node_logs()}")
+
+    def node_logs(self) -> str:
+        parts = []
+        for i in range(len(self.nodes)):
+            path = self.tmp_path / f"node-{i}.log"
+            text = path.read_text(errors="replace") if path.exists() else ""
+            parts.append(f"\n--- node {i} output (last 3000 chars) ---\n{text[-3000:]}")
+        return "".join(parts)
+
+    def close(self) -> None:
+        for node in self.nodes:
+            # The whole process group: a node killed hard would orphan its workers.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(node.pid, signal.SIGKILL)
+            node.wait(10)
+        for output in self._outputs:
+            output.close()
+        self.app.client.delete(log_key(self.namespace))
+        self.app.close()
+
+    # -- observation ----------------------------------------------------------------------
+
+    def records(self, event: str | None = None) -> list[dict[str, Any]]:
+        raw: list[bytes] = self.app.client.lrange(log_key(self.namespace), 0, -1)  # type: ignore[assignment]
+        found = [orjson.loads(item) for item in raw]
+        return [r for r in found if event is None or r["event"] == event]
+
+    def wait_for(self, condition: Callable[[], Any], what: str, timeout: float = WAIT_S) -> Any:
+        """Polls ``condition`` until it is truthy; fails naming ``what`` on timeout."""
+        deadline = time.monotonic() + timeout
+        while True:
+            value = condition()
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                counts = self.app.management.counts()
+                pytest.fail(
+                    f"timed out after {timeout} s waiting for {what}; jobs by state: {counts},"
+                    f" {len(self.records())} log records{self.node_logs()}"
+                )
+            time.sleep(0.02)
+
+    def live_pids(self) -> set[int]:
+        return {int(w["pid"]) for w in live_workers(self.app.store)}
+
+    def wait_for_workers(self, count: int) -> set[int]:
+        """Waits until ``count`` worker processes have announced themselves."""
+        self.wait_for(lambda: len(self.live_pids()) >= count, f"{count} live worker processes")
+        return self.live_pids()
+
+    def stats(self, name: str) -> int:
+        return cluster_stats(self.app.store).get(name, {"total": 0})["total"]
+
+
+@pytest.fixture
+def cluster(redis_url: str, namespace: str, tmp_path: Path) -> Iterator[Cluster]:
+    c = Cluster(redis_url, namespace, tmp_path)
+    try:
+        yield c
+    finally:
+        c.close()
+
+
+# -- 1. throughput and exactly-once commit ------------------------------------------------
+
+
+def test_two_nodes_drain_all_jobs_each_committed_once(cluster: Cluster) -> None:
+    n = 3000
+    nodes = [cluster.start_node(processes=2, concurrency=4) for _ in range(2)]
+    cluster.wait_for_workers(4)
+    ids = cluster.app.enqueue_many([{"type": "work", "payload": i} for i in range(n)])
+    assert len(set(ids)) == n
+
+    cluster.wait_for(
+        lambda: cluster.app.management.counts()["total"] == 0, f"all {n} jobs to be committed"
+    )
+    for node in nodes:
+        assert cluster.stop_node(node) == 0, cluster.node_logs()
+
+    ends = cluster.records("end")
+    executions = Counter(r["id"] for r in ends)
+    assert set(executions) == set(ids)
+    assert [i for i, k in executions.items() if k != 1] == [], "jobs executed more than once"
+    assert len(cluster.records("start")) == n
+    assert sorted(r["payload"] for r in ends) == list(range(n))
+    assert len({r["pid"] for r in ends}) >= 2, "one worker process did all the work"
+    # Workers flush their metrics when they stop: the cluster sums are final.
+    assert cluster.stats("job-successful") == n
+    assert cluster.stats("job-failed") == 0
+    assert cluster.stats("job-commit-refused") == 0
+    assert cluster.stats("job-acquired-success") == n
+
+
+# -- 2. priority order ---------------------------------------------------------------------
+
+
+def test_one_slot_runs_jobs_in_priority_then_fifo_order(cluster: Cluster) -> None:
+    priorities = [0, 5, -3, 5, 100, 0, -3, 7, 100, 0, 5, -10, 7, 0, 42, -10, 5, 100, 0, 1]
+    ids = cluster.app.enqueue_many(
+        [{"type": "work", "payload": p, "priority": p, "exclusive": False} for p in priorities]
+    )
+    expected = [
+        job_id
+        for job_id, _ in sorted(zip(ids, priorities, strict=True), key=lambda t: (-t[1], int(t[0])))
+    ]
+    cluster.start_node(processes=1, concurrency=1, queue_size=0)
+    cluster.wait_for(lambda: len(cluster.records("end")) == len(ids), "every job to run")
+
+    started = [r["id"] for r in cluster.records("start")]
+    assert started == expected
+    assert [r["payload"] for r in cluster.records("start")] == sorted(priorities, reverse=True)
+
+
+# -- 3. exclusive jobs ---------------------------------------------------------------------
+
+
+def test_exclusive_jobs_of_an_instance_never_overlap_but_instances_run_in_parallel(
+    cluster: Cluster,
+) -> None:
+    instances = [cluster.app.start_process_instance({"n": i}) for i in range(4)]
+    cluster.start_node(processes=2, concurrency=4)
+    cluster.wait_for_workers(2)
+    ids: dict[str, list[str]] = {pi: [] for pi in instances}
+    # Rounds of one job per instance, some while earlier ones run: later jobs of an
+    # instance must wait for its lock, whichever worker process acquires them.
+    for round_ in range(5):
+        for pi in instances:
+            job_id = cluster.app.enqueue(
+                "work", {"sleep": 0.02}, process_instance_id=pi, exclusive=True
+            )
+            ids[pi].append(job_id)
+        if round_ == 1:
+            cluster.wait_for(lambda: cluster.records("start"), "the first job to start")
+    cluster.wait_for(lambda: len(cluster.records("end")) == 20, "all 20 jobs to end")
+
+    ends = cluster.records("end")
+    assert Counter(r["id"] for r in ends) == Counter(i for pi in instances for i in ids[pi])
+    for pi in instances:
+        runs = sorted((r for r in ends if r["pi"] == pi), key=lambda r: r["started"])
+        assert [r["id"] for r in runs] == ids[pi], "an instance's jobs ran out of order"
+        for before, after in itertools.pairwise(runs):
+            assert after["started"] >= before["time"], (
+                f"exclusive jobs {before['id']} and {after['id']} of {pi} overlapped"
+            )
+    overlaps = [
+        (a["id"], b["id"])
+        for a in ends
+        for b in ends
+        if a["pi"] != b["pi"] and a["started"] < b["time"] and b["started"] < a["time"]
+    ]
+    assert overlaps, "jobs of different process instances never ran in parallel"
+
+
+# -- 4. crash recovery ---------------------------------------------------------------------
+
+
+def test_killed_worker_job_runs_again_and_commits_once_and_worker_restarts(
+    cluster: Cluster,
+) -> None:
+    node = cluster.start_node(processes=2, concurrency=2)
+    original = cluster.wait_for_workers(2)
+    job_id = cluster.app.enqueue("block", "crash me")
+    first = cluster.wait_for(lambda: cluster.records("start"), "the job to start")[0]
+    victim = first["pid"]
+    assert victim in original
+
+    os.kill(victim, signal.SIGKILL)
+    cluster.wait_for(lambda: cluster.records("end"), "the job to run again and end")
+    cluster.wait_for(
+        lambda: cluster.app.management.get_job(job_id) is None, "the job to be committed"
+    )
+    cluster.wait_for(
+        lambda: cluster.live_pids() - original, "the supervisor to restart the killed worker"
+    )
+    assert cluster.stop_node(node) == 0, cluster.node_logs()
+
+    starts = cluster.records("start")
+    ends = cluster.records("end")
+    assert [r["id"] for r in starts] == [job_id, job_id]
+    assert [r["id"] for r in ends] == [job_id]
+    assert ends[0]["pid"] != victim
+    assert cluster.app.management.counts()["total"] == 0
+    assert cluster.stats("lock-expired") >= 1
+    assert cluster.stats("job-successful") == 1
+    assert cluster.stats("job-commit-refused") == 0
+
+
+# -- 5. graceful shutdown ------------------------------------------------------------------
+
+
+def test_sigterm_finishes_running_jobs_and_releases_the_rest(cluster: Cluster) -> None:
+    shutdown_timeout_s = 5.0
+    ids = cluster.app.enqueue_many(
+        [{"type": "work", "payload": {"sleep": 0.8}, "exclusive": False} for _ in range(10)]
+    )
+    node = cluster.start_node(processes=1, concurrency=2, shutdown_timeout_s=shutdown_timeout_s)
+    cluster.wait_for(lambda: len(cluster.records("start")) >= 2, "both slots to start a job")
+    # The worker holds all 10: 2 running, 2 queued for its slots, 6 rejected (kept locked).
+    assert cluster.app.management.counts()["locked"] == 10
+
+    signalled = time.time()
+    node.send_signal(signal.SIGTERM)
+    try:
+        code = node.wait(shutdown_timeout_s)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"node still running {shutdown_timeout_s} s after SIGTERM")
+    assert code == 0, cluster.node_logs()
+
+    started = [r["id"] for r in cluster.records("start")]
+    ends = cluster.records("end")
+    assert len(started) == 2, "jobs started after the stop signal"
+    assert sorted(r["id"] for r in ends) == sorted(started), "a running job did not finish"
+    assert all(r["time"] >= signalled for r in ends)
+    management = cluster.app.management
+    for job_id in started:
+        assert management.get_job(job_id) is None, "a finished job was not committed"
+    rest = cluster.app.store.get_jobs([i for i in ids if i not in started])
+    assert len(rest) == 8
+    for job in rest:
+        assert job.state is JobState.READY, job
+        assert job.lock_owner is None and job.lock_expires_ms is None, job
+    counts = management.counts()
+    assert (counts["ready"], counts["locked"], counts["total"]) == (8, 0, 8)
+
+
+# -- 6. wake-up of an idle worker ----------------------------------------------------------
+
+
+def test_idle_worker_is_woken_by_a_new_job(cluster: Cluster) -> None:
+    # Long idle waits make the test decisive: 3 s after its first empty cycle and then
+    # 6 s (the max). Without the wake-up the job would wait several seconds.
+    strategy = {"base_idle_wait_ms": 3000, "idle_increase_factor": 2.0, "max_idle_wait_ms": 6000}
+    cluster.start_node(processes=1, concurrency=1, strategy=strategy)
+    cluster.wait_for_workers(1)
+    time.sleep(3.5)  # deliberately idle: now inside the 6 s (max) idle wait
+
+    before = time.time()
+    cluster.app.enqueue("work", "wake up")
+    start = cluster.wait_for(lambda: cluster.records("start"), "the job to start")[0]
+    latency = start["time"] - before
+    assert latency < 1.0, f"an idle worker took {latency:.2f} s to pick up a new job"
+
+
+# -- 7. failures ---------------------------------------------------------------------------
+
+
+def test_failing_job_becomes_an_incident_and_unknown_type_names_itself(
+    cluster: Cluster,
+) -> None:
+    boom = cluster.app.enqueue("boom", "fails", exclusive=False)
+    orphan = cluster.app.enqueue("nohandler", "nobody home", exclusive=False)
+    node = cluster.start_node(processes=1, concurrency=2)
+    management = cluster.app.management
+
+    def incidents() -> bool:
+        jobs = [management.get_job(boom), management.get_job(orphan)]
+        return all(job is not None and job.state is JobState.INCIDENT for job in jobs)
+
+    cluster.wait_for(incidents, "both jobs to become incidents")
+    assert cluster.stop_node(node) == 0, cluster.node_logs()
+
+    failed = management.get_job(boom)
+    assert failed is not None
+    assert failed.retries == 0
+    assert failed.lock_owner is None
+    assert failed.exception is not None
+    assert f"ValueError: boom from job {boom}" in failed.exception
+    assert "Traceback" in failed.exception
+    # Default retry cycle: 3 executions in total, then the incident.
+    assert [r["id"] for r in cluster.records("start")] == [boom] * 3
+
+    unknown = management.get_job(orphan)
+    assert unknown is not None
+    assert unknown.retries == 0
+    assert unknown.exception is not None
+    assert "HandlerNotFoundError" in unknown.exception
+    assert "'nohandler'" in unknown.exception
+
+    counts = management.counts()
+    assert (counts["incident"], counts["total"]) == (2, 2)
+    assert cluster.stats("job-failed") == 6
+    assert cluster.stats("job-successful") == 0
+
+
+# -- 8. async handlers ---------------------------------------------------------------------
+
+
+def test_async_handler_runs_and_completes(cluster: Cluster) -> None:
+    ids = cluster.app.enqueue_many(
+        [{"type": "async_work", "payload": {"sleep": 0.2}, "exclusive": False} for _ in range(3)]
+    )
+    node = cluster.start_node(processes=1, concurrency=1)
+    cluster.wait_for(
+        lambda: cluster.app.management.counts()["total"] == 0, "the async jobs to be committed"
+    )
+    assert cluster.stop_node(node) == 0, cluster.node_logs()
+
+    ends = cluster.records("end")
+    assert sorted(r["id"] for r in ends) == sorted(ids)
+    for r in ends:
+        assert r["thread"] == "rexec-event-loop"
+        assert r["time"] - r["started"] >= 0.19, "the coroutine was not awaited to the end"
+    assert cluster.stats("job-successful") == 3
+    assert cluster.stats("job-failed") == 0
+
+
+# -- 9. lock renewal -----------------------------------------------------------------------
+
+
+def test_job_longer_than_its_lock_time_keeps_its_lock(cluster: Cluster) -> None:
+    # Both processes poll at least every 200 ms, so an expired lock would be taken over.
+    node = cluster.start_node(
+        processes=2, concurrency=2, lock_ms=1000, strategy={"max_idle_wait_ms": 200}
+    )
+    cluster.wait_for_workers(2)
+    job_id = cluster.app.enqueue("work", {"sleep": 2.5}, exclusive=False)
+    # Without renewal the job would be taken over and run again (and again): stop
+    # waiting at the second start too, so the assertions below say what went wrong.
+    cluster.wait_for(
+        lambda: cluster.app.management.get_job(job_id) is None or len(cluster.records("start")) > 1,
+        "the long job to be committed",
+    )
+    assert cluster.stop_node(node) == 0, cluster.node_logs()
+
+    assert [r["id"] for r in cluster.records("start")] == [job_id]
+    ends = cluster.records("end")
+    assert [r["id"] for r in ends] == [job_id]
+    assert ends[0]["time"] - ends[0]["started"] >= 2.5
+    assert cluster.stats("lock-expired") == 0
+    assert cluster.stats("job-successful") == 1
+    assert cluster.stats("job-commit-refused") == 0
