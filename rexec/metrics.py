@@ -25,6 +25,7 @@ SUCCESSFUL = "job-successful"
 FAILED = "job-failed"
 LOCKED_EXCLUSIVE = "job-locked-exclusive"
 COMMIT_REFUSED = "job-commit-refused"
+COMMIT_CONFLICT = "job-commit-conflict"
 COUNTERS = (
     ACQUISITION_ATTEMPT,
     ACQUIRED_SUCCESS,
@@ -34,6 +35,7 @@ COUNTERS = (
     FAILED,
     LOCKED_EXCLUSIVE,
     COMMIT_REFUSED,
+    COMMIT_CONFLICT,
 )
 # Pickup latency histogram bucket upper bounds, ms (the last is open-ended).
 LATENCY_BUCKETS_MS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)

@@ -25,6 +25,7 @@ import socket
 import threading
 import time
 import traceback
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -94,6 +95,8 @@ class Worker:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._threads: list[threading.Thread] = []
         self._redis_down_since: float | None = None
+        handled = frozenset(app.definitions)
+        self._lockable_types = handled & set(settings.types) if settings.types else handled
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -299,20 +302,56 @@ class Worker:
             if batch is None:
                 return
             try:
-                for i, job in enumerate(batch):
+                pending = deque(batch)
+                while pending:
                     if self._abort.is_set():
-                        self._give_back(batch[i:])
+                        self._give_back(list(pending))
                         break
-                    self._outcomes.put(self._execute(job))
+                    job = pending.popleft()
+                    outcome, ctx = self._execute(job)
+                    pending.extendleft(reversed(self._finish(outcome, ctx)))
             finally:
                 self._release_slot()
 
     async def _run_batch_async(self, batch: list[Job]) -> None:
         try:
-            for job in batch:
-                self._outcomes.put(await self._execute_async(job))
+            pending = deque(batch)
+            while pending:
+                job = pending.popleft()
+                outcome, ctx = await self._execute_async(job)
+                pending.extendleft(reversed(self._finish(outcome, ctx)))
         finally:
             self._release_slot()
+
+    def _finish(self, outcome: Outcome, ctx: JobContext | None) -> list[Job]:
+        """Hands a plain outcome to the committer; commits a job whose handler asked
+        for more (variables, follow-ups, forks) at once, in this slot, and returns the
+        exclusive follow-ups locked for it, to run next."""
+        effects = ctx.effects() if ctx is not None and outcome.error is None else None
+        if effects is None or effects.empty:
+            self._outcomes.put(outcome)
+            return []
+        while True:
+            try:
+                follow_ups = self.store.commit(outcome.job, effects, lock_ms=self.settings.lock_ms)
+                break
+            except OptimisticLockingError as exc:
+                # Lock lost, or the variables changed under us: run it again, as Camunda
+                # does, without consuming a retry (the store knows this error).
+                self.metrics.add(m.COMMIT_CONFLICT)
+                self._outcomes.put(Outcome(outcome.job, exc, None, outcome.definition))
+                return []
+            except redis.RedisError as exc:
+                self._redis_is_down(exc)
+                if self._abort.wait(0.5):
+                    return []  # the lock will expire; another worker runs the job again
+        self.metrics.add(m.SUCCESSFUL)
+        self.metrics.add(m.LOCKED_EXCLUSIVE, len(follow_ups))
+        with self._held_lock:
+            self._held.pop(outcome.job.id, None)
+            for job in follow_ups:
+                self._held[job.id] = job
+        return follow_ups
 
     def _prepare(self, job: Job) -> tuple[JobDefinition | None, Outcome | None, Any]:
         definition = self.app.definitions.get(job.type)
@@ -329,25 +368,27 @@ class Worker:
             return definition, Outcome(job, exc, None, definition), None
         return definition, None, payload
 
-    def _execute(self, job: Job) -> Outcome:
+    def _execute(self, job: Job) -> tuple[Outcome, JobContext | None]:
         definition, early, payload = self._prepare(job)
         if early is not None or definition is None:
-            return early or Outcome(job)
+            return early or Outcome(job), None
+        ctx = JobContext(job, self.app, self.id, self._lockable_types)
         try:
-            definition.handler(JobContext(job, self.app, self.id), payload)
+            definition.handler(ctx, payload)
         except BaseException as exc:  # a handler's SystemExit must not end the slot
-            return Outcome(job, exc, traceback.format_exc(), definition)
-        return Outcome(job, definition=definition)
+            return Outcome(job, exc, traceback.format_exc(), definition), None
+        return Outcome(job, definition=definition), ctx
 
-    async def _execute_async(self, job: Job) -> Outcome:
+    async def _execute_async(self, job: Job) -> tuple[Outcome, JobContext | None]:
         definition, early, payload = self._prepare(job)
         if early is not None or definition is None:
-            return early or Outcome(job)
+            return early or Outcome(job), None
+        ctx = JobContext(job, self.app, self.id, self._lockable_types)
         try:
-            await definition.handler(JobContext(job, self.app, self.id), payload)
+            await definition.handler(ctx, payload)
         except Exception as exc:
-            return Outcome(job, exc, traceback.format_exc(), definition)
-        return Outcome(job, definition=definition)
+            return Outcome(job, exc, traceback.format_exc(), definition), None
+        return Outcome(job, definition=definition), ctx
 
     def _record_pickup(self, job: Job) -> None:
         now = int(time.time() * 1000) + self._clock_offset_ms
@@ -404,7 +445,8 @@ class Worker:
         definition = outcome.definition
         error = outcome.error
         assert error is not None
-        self.metrics.add(m.FAILED)
+        if not isinstance(error, OptimisticLockingError):  # a conflict reruns, not fails
+            self.metrics.add(m.FAILED)
         try:
             self.store.fail(
                 outcome.job,

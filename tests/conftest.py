@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import fakeredis
 import pytest
@@ -18,6 +19,7 @@ import redis
 from rexec import App
 from rexec.redis_server import RedisServer, RedisServerError
 from rexec.store import Store
+from tests.harness import Cluster
 
 
 @pytest.fixture(scope="session")
@@ -72,3 +74,13 @@ def store(client: redis.Redis, namespace: str) -> Store:
 @pytest.fixture
 def app(client: redis.Redis, namespace: str) -> App:
     return App.with_client(client, namespace=namespace)
+
+
+@pytest.fixture
+def cluster(redis_url: str, namespace: str, tmp_path: Path) -> Iterator[Cluster]:
+    """Real worker nodes of one test (see tests/harness.py)."""
+    nodes = Cluster(redis_url, namespace, tmp_path)
+    try:
+        yield nodes
+    finally:
+        nodes.close()

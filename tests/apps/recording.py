@@ -15,6 +15,12 @@ Job types:
   the process meanwhile); on later executions it behaves like ``work``.
 - ``boom``: records ``start`` and raises ``ValueError``.
 - ``async_work``: an ``async def`` handler; like ``work`` but awaits ``asyncio.sleep``.
+- ``order``: forks ``payload["branches"]`` ``branch`` jobs (exclusive or not, as
+  ``payload["exclusive"]`` says) joining into ``joined``.
+- ``branch``: records ``start``, sleeps a little, sets variable ``b<i>``, records ``end``.
+- ``joined``: records ``join`` with the instance's variables.
+- ``first``: enqueues an exclusive ``second`` for its own instance; records ``end``.
+- ``second``: records ``end`` (the test checks it ran in the same thread, right after).
 """
 
 from __future__ import annotations
@@ -88,6 +94,36 @@ def make_app(redis_url: str | None = None, namespace: str | None = None) -> App:
         started = _record(ctx, "start", payload)
         await asyncio.sleep(_sleep_of(payload))
         _record(ctx, "end", payload, started)
+
+    @app.job("order")
+    def order(ctx: JobContext, payload: Any) -> None:
+        ctx.fork(
+            [
+                {"type": "branch", "payload": {"i": i}, "exclusive": payload["exclusive"]}
+                for i in range(payload["branches"])
+            ],
+            join="joined",
+        )
+
+    @app.job("branch")
+    def branch(ctx: JobContext, payload: Any) -> None:
+        started = _record(ctx, "start", payload)
+        time.sleep(0.002)
+        ctx.set_variable(f"b{payload['i']}", ctx.job.id)
+        _record(ctx, "end", payload, started)
+
+    @app.job("joined")
+    def joined(ctx: JobContext, payload: Any) -> None:
+        _record(ctx, "join", ctx.variables)
+
+    @app.job("first")
+    def first(ctx: JobContext, payload: Any) -> None:
+        ctx.enqueue("second", payload)
+        _record(ctx, "end", payload)
+
+    @app.job("second")
+    def second(ctx: JobContext, payload: Any) -> None:
+        _record(ctx, "end", payload)
 
     return app
 
