@@ -4,6 +4,7 @@ and exclusive follow-ups run in the same slot (SPEC §3, §6)."""
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from itertools import pairwise
 
 import pytest
 
@@ -37,7 +38,7 @@ def run_forks(cluster: Cluster, *, exclusive: bool) -> None:
         timeout=180,
     )
     joins = cluster.records("join")
-    assert Counter(r["pi"] for r in joins) == Counter({pi: 1 for pi in pis}), "one join each"
+    assert Counter(r["pi"] for r in joins) == Counter(dict.fromkeys(pis, 1)), "one join each"
     for record in joins:
         variables = record["payload"]
         assert {f"b{i}" for i in range(BRANCHES)} <= set(variables), "a branch write was lost"
@@ -64,7 +65,7 @@ def test_exclusive_branches_never_conflict_nor_overlap(cluster: Cluster) -> None
         runs[record["pi"]].append((record["started"], record["time"]))
     for pi, spans in runs.items():
         spans.sort()
-        for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
+        for (_, end), (start, _) in pairwise(spans):
             assert start >= end, f"branches of {pi} overlapped"
 
 
