@@ -37,7 +37,7 @@ from rexec import metrics as m
 from rexec.acquisition import AcquisitionCycle, BackoffJobAcquisitionStrategy
 from rexec.app import App, JobDefinition
 from rexec.context import JobContext
-from rexec.errors import HandlerNotFoundError, OptimisticLockingError
+from rexec.errors import HandlerNotFoundError, JobTimeoutError, OptimisticLockingError
 from rexec.job import Job
 from rexec.settings import WorkerSettings
 from rexec.status import Status
@@ -95,6 +95,24 @@ class Worker:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._threads: list[threading.Thread] = []
         self._redis_down_since: float | None = None
+        self._info: dict[str, Any] = {
+            "id": self.id,
+            "node": self.node_id,
+            "index": index,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "concurrency": settings.concurrency,
+            "types": list(settings.types),
+            "acquisition": settings.acquisition,
+            "idle_level": 0,
+            "backoff_level": 0,
+        }
+        # Jobs running on slot threads, for timeouts: thread id -> (job, deadline, rest
+        # of its batch). A timed-out thread is abandoned and replaced (Python cannot
+        # stop a thread); whoever removes the entry first decides the job's outcome.
+        self._running: dict[int, tuple[Job, float, deque[Job]]] = {}
+        self._running_lock = threading.Lock()
+        self._abandoned: set[int] = set()
         handled = frozenset(app.definitions)
         self._lockable_types = handled & set(settings.types) if settings.types else handled
 
@@ -297,6 +315,7 @@ class Worker:
         self._slot_freed.set()
 
     def _slot_loop(self) -> None:
+        me = threading.get_ident()
         while True:
             batch = self._batches.get()
             if batch is None:
@@ -308,10 +327,52 @@ class Worker:
                         self._give_back(list(pending))
                         break
                     job = pending.popleft()
+                    self._start_timer(me, job, pending)
                     outcome, ctx = self._execute(job)
+                    if not self._stop_timer(me):
+                        return  # timed out: failed and replaced by the housekeeper
                     pending.extendleft(reversed(self._finish(outcome, ctx)))
             finally:
-                self._release_slot()
+                if me not in self._abandoned:
+                    self._release_slot()
+
+    def _start_timer(self, thread: int, job: Job, rest: deque[Job]) -> None:
+        definition = self.app.definitions.get(job.type)
+        if definition is not None and definition.timeout_ms:
+            deadline = time.monotonic() + definition.timeout_ms / 1000
+            with self._running_lock:
+                self._running[thread] = (job, deadline, rest)
+
+    def _stop_timer(self, thread: int) -> bool:
+        """False when the job already timed out (the housekeeper failed it)."""
+        with self._running_lock:
+            self._running.pop(thread, None)
+            return thread not in self._abandoned
+
+    def _expire_timeouts(self) -> None:
+        now = time.monotonic()
+        with self._running_lock:
+            expired = [(t, entry) for t, entry in self._running.items() if entry[1] <= now]
+            for thread, _ in expired:
+                del self._running[thread]
+                self._abandoned.add(thread)
+        for _thread, (job, _, rest) in expired:
+            definition = self.app.definitions.get(job.type)
+            timeout = definition.timeout_ms if definition else 0
+            log.warning(
+                "%s: job %s (%s) ran past %s ms; failing it", self.id, job.id, job.type, timeout
+            )
+            error = JobTimeoutError(
+                f"job {job.id} ({job.type}) ran past its timeout of {timeout} ms"
+            )
+            self._outcomes.put(Outcome(job, error, None, definition))
+            rest_of_batch = list(rest)
+            rest.clear()
+            self._give_back(rest_of_batch)
+            self._release_slot()
+            replacement = threading.Thread(target=self._slot_loop, name="rexec-slot-r", daemon=True)
+            replacement.start()
+            self._threads.append(replacement)
 
     async def _run_batch_async(self, batch: list[Job]) -> None:
         try:
@@ -384,8 +445,14 @@ class Worker:
         if early is not None or definition is None:
             return early or Outcome(job), None
         ctx = JobContext(job, self.app, self.id, self._lockable_types)
+        timeout = definition.timeout_ms / 1000 if definition.timeout_ms else None
         try:
-            await definition.handler(ctx, payload)
+            await asyncio.wait_for(definition.handler(ctx, payload), timeout)
+        except TimeoutError:
+            error = JobTimeoutError(
+                f"job {job.id} ({job.type}) ran past its timeout of {definition.timeout_ms} ms"
+            )
+            return Outcome(job, error, None, definition), None
         except Exception as exc:
             return Outcome(job, exc, traceback.format_exc(), definition), None
         return Outcome(job, definition=definition), ctx
@@ -473,9 +540,12 @@ class Worker:
     def _housekeeping_loop(self) -> None:
         lock_ms = self.settings.lock_ms
         renew_every = max(0.05, min(lock_ms / 4000, self.settings.metrics_interval_s))
+        if any(d.timeout_ms for d in self.app.definitions.values()):
+            renew_every = min(renew_every, 0.05)  # timeouts are checked on this tick
         next_flush = time.monotonic() + self.settings.metrics_interval_s
         expires: dict[str, int] = {}
         while not self._abort.wait(renew_every):
+            self._expire_timeouts()
             try:
                 self._renew_locks(expires, lock_ms)
                 if time.monotonic() >= next_flush:
@@ -510,24 +580,21 @@ class Worker:
         pipe = self.store.client.pipeline(transaction=False)
         self.metrics.flush(pipe, self.keys)
         pipe.zadd(self.keys.heartbeats, {self.id: now})
+        levels = (self.strategy.idle_level, self.strategy.backoff_level)
+        if levels != (self._info["idle_level"], self._info["backoff_level"]):
+            self._info["idle_level"], self._info["backoff_level"] = levels
+            pipe.hset(self.keys.workers, self.id, orjson.dumps(self._info))
         pipe.execute()
 
     def _announce(self) -> None:
-        info = {
-            "id": self.id,
-            "node": self.node_id,
-            "index": self.index,
-            "host": socket.gethostname(),
-            "pid": os.getpid(),
-            "started_ms": int(time.time() * 1000),
-            "concurrency": self.settings.concurrency,
-            "types": list(self.settings.types),
-            "acquisition": self.settings.acquisition,
-        }
+        with contextlib.suppress(redis.RedisError):
+            self._clock_offset_ms = self.store.time_ms() - int(time.time() * 1000)
+        now = int(time.time() * 1000) + self._clock_offset_ms
+        self._info.update(started_ms=now, idle_level=0, backoff_level=0)
         with contextlib.suppress(redis.RedisError):
             pipe = self.store.client.pipeline(transaction=False)
-            pipe.hset(self.keys.workers, self.id, orjson.dumps(info))
-            pipe.zadd(self.keys.heartbeats, {self.id: int(time.time() * 1000)})
+            pipe.hset(self.keys.workers, self.id, orjson.dumps(self._info))
+            pipe.zadd(self.keys.heartbeats, {self.id: now})
             pipe.execute()
 
 

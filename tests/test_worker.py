@@ -292,3 +292,28 @@ def test_job_longer_than_its_lock_time_keeps_its_lock(cluster: Cluster) -> None:
     assert cluster.stats("lock-expired") == 0
     assert cluster.stats("job-successful") == 1
     assert cluster.stats("job-commit-refused") == 0
+
+
+# -- 10. timeouts ----------------------------------------------------------------------------
+
+
+def test_a_hanging_handler_times_out_and_frees_its_slot(cluster: Cluster) -> None:
+    app = cluster.app
+    cluster.start_node(processes=1, concurrency=1, queue_size=0)
+    cluster.wait_for_workers(1)
+    hung = app.enqueue("hang", 3.0, priority=10)
+    after = app.enqueue("work", "after", exclusive=False)
+    # the only slot is freed at the timeout, long before the handler would return
+    cluster.wait_for(lambda: any(r["id"] == after for r in cluster.records("end")), "the next job")
+    ends = {r["id"]: r["time"] for r in cluster.records("end")}
+    starts = {r["id"]: r["time"] for r in cluster.records("start") if r["id"] == hung}
+    assert ends[after] - starts[hung] < 2.5
+    cluster.wait_for(
+        lambda: (
+            (job := app.management.get_job(hung)) is not None and job.state is JobState.INCIDENT
+        ),
+        "the hanging job to become an incident after its second timeout",
+    )
+    job = app.management.get_job(hung)
+    assert job is not None and "JobTimeoutError" in (job.exception or "")
+    assert "300 ms" in (job.exception or "")

@@ -15,6 +15,7 @@ Job types:
   the process meanwhile); on later executions it behaves like ``work``.
 - ``boom``: records ``start`` and raises ``ValueError``.
 - ``async_work``: an ``async def`` handler; like ``work`` but awaits ``asyncio.sleep``.
+- ``hang``: sleeps ``payload`` seconds under a 300 ms timeout (2 executions in all).
 - ``order``: forks ``payload["branches"]`` ``branch`` jobs (exclusive or not, as
   ``payload["exclusive"]`` says) joining into ``joined``.
 - ``branch``: records ``start``, sleeps a little, sets variable ``b<i>``, records ``end``.
@@ -93,6 +94,12 @@ def make_app(redis_url: str | None = None, namespace: str | None = None) -> App:
     async def async_work(ctx: JobContext, payload: Any) -> None:
         started = _record(ctx, "start", payload)
         await asyncio.sleep(_sleep_of(payload))
+        _record(ctx, "end", payload, started)
+
+    @app.job("hang", timeout_ms=300, retry_cycle="R2/PT0S")
+    def hang(ctx: JobContext, payload: Any) -> None:
+        started = _record(ctx, "start", payload)
+        time.sleep(float(payload))
         _record(ctx, "end", payload, started)
 
     @app.job("order")
