@@ -34,7 +34,11 @@ import orjson
 import redis
 
 from rexec import metrics as m
-from rexec.acquisition import AcquisitionCycle, BackoffJobAcquisitionStrategy
+from rexec.acquisition import (
+    EXECUTION_SATURATION_WAIT_MS,
+    AcquisitionCycle,
+    BackoffJobAcquisitionStrategy,
+)
 from rexec.app import App, JobDefinition
 from rexec.context import JobContext
 from rexec.errors import HandlerNotFoundError, JobTimeoutError, OptimisticLockingError
@@ -46,6 +50,9 @@ from rexec.store import AcquiredJobs, AcquireOptions, Store
 log = logging.getLogger("rexec.worker")
 
 COMMIT_BATCH = 500
+MAX_BATCHES_PER_TAKE = 16
+OUTCOMES_PER_PUT = 32
+OUTCOME_DELAY_S = 0.005
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +93,7 @@ class Worker:
         self._inflight = 0
         self._inflight_lock = threading.Lock()
         self._batches: queue.SimpleQueue[list[Job] | None] = queue.SimpleQueue()
-        self._outcomes: queue.SimpleQueue[Outcome | None] = queue.SimpleQueue()
+        self._outcomes: queue.SimpleQueue[list[Outcome] | None] = queue.SimpleQueue()
         self._held: dict[str, Job] = {}  # locked by us, not yet committed or unlocked
         self._held_lock = threading.Lock()
         self._rejected: list[list[Job]] = []
@@ -110,7 +117,7 @@ class Worker:
         # Jobs running on slot threads, for timeouts: thread id -> (job, deadline, rest
         # of its batch). A timed-out thread is abandoned and replaced (Python cannot
         # stop a thread); whoever removes the entry first decides the job's outcome.
-        self._running: dict[int, tuple[Job, float, deque[Job]]] = {}
+        self._running: dict[int, tuple[Job, float, deque[Job], int]] = {}
         self._running_lock = threading.Lock()
         self._abandoned: set[int] = set()
         handled = frozenset(app.definitions)
@@ -159,7 +166,7 @@ class Worker:
                 break
             if batch is not None:
                 leftovers.append(batch)
-                self._release_slot()
+                self._release_slots()
         self._give_back([job for batch in leftovers for job in batch])
         for _ in range(self.settings.concurrency):
             self._batches.put(None)
@@ -196,6 +203,14 @@ class Worker:
     def _acquisition_loop(self) -> None:
         job_added = False
         while not self._stopping.is_set():
+            if self._rejected:
+                # Saturated: hand the backlog to slots as they free up, and ask Redis
+                # for more only once it is gone (its jobs stay locked meanwhile).
+                self._slot_freed.clear()
+                self._rejected = self._dispatch(self._rejected)
+                if self._rejected:
+                    self._slot_freed.wait(EXECUTION_SATURATION_WAIT_MS / 1000)
+                    continue
             started = time.monotonic()
             requested = self.strategy.num_jobs_to_acquire()
             acquired = AcquiredJobs(batches=[])
@@ -216,7 +231,7 @@ class Worker:
                         self._held[job.id] = job
                 self.metrics.add(m.ACQUIRED_SUCCESS, len(acquired.jobs))
             self.metrics.add(m.ACQUIRED_FAILURE, acquired.failed_to_lock)
-            rejected = self._dispatch(self._rejected + acquired.batches)
+            rejected = self._dispatch(acquired.batches)
             self.metrics.add(m.EXECUTION_REJECTED, len(rejected))
             self._rejected = rejected
             self.strategy.reconfigure(
@@ -309,42 +324,76 @@ class Worker:
 
     # -- execution ------------------------------------------------------------------------
 
-    def _release_slot(self) -> None:
+    def _release_slots(self, count: int = 1) -> None:
         with self._inflight_lock:
-            self._inflight -= 1
+            self._inflight -= count
         self._slot_freed.set()
+
+    def _take_batches(self) -> tuple[deque[Job], int] | None:
+        """Blocks for a batch, then also takes a fair share of any others queued, so a
+        slot runs many short jobs per wake-up (thread hand-offs are what costs)."""
+        batch = self._batches.get()
+        if batch is None:
+            return None
+        jobs = deque(batch)
+        taken = 1
+        share = min(MAX_BATCHES_PER_TAKE, self._batches.qsize() // self.settings.concurrency)
+        for _ in range(share):
+            try:
+                more = self._batches.get_nowait()
+            except queue.Empty:
+                break
+            if more is None:
+                self._batches.put(None)  # not ours: leave the stop signal for its slot
+                break
+            jobs.extend(more)
+            taken += 1
+        return jobs, taken
 
     def _slot_loop(self) -> None:
         me = threading.get_ident()
         while True:
-            batch = self._batches.get()
-            if batch is None:
+            taken = self._take_batches()
+            if taken is None:
                 return
+            pending, slots = taken
+            done: list[Outcome] = []
+            since = 0.0
             try:
-                pending = deque(batch)
                 while pending:
                     if self._abort.is_set():
                         self._give_back(list(pending))
                         break
                     job = pending.popleft()
-                    self._start_timer(me, job, pending)
+                    self._start_timer(me, job, pending, slots)
                     outcome, ctx = self._execute(job)
                     if not self._stop_timer(me):
                         return  # timed out: failed and replaced by the housekeeper
-                    pending.extendleft(reversed(self._finish(outcome, ctx)))
+                    pending.extendleft(reversed(self._finish(outcome, ctx, done)))
+                    # Outcomes go to the committer in groups, but none waits long.
+                    now = time.monotonic()
+                    if done and (len(done) >= OUTCOMES_PER_PUT or now - since > OUTCOME_DELAY_S):
+                        self._outcomes.put(done)
+                        done = []
+                    if not done:
+                        since = now
             finally:
+                if done:
+                    self._outcomes.put(done)
                 if me not in self._abandoned:
-                    self._release_slot()
+                    self._release_slots(slots)
 
-    def _start_timer(self, thread: int, job: Job, rest: deque[Job]) -> None:
+    def _start_timer(self, thread: int, job: Job, rest: deque[Job], slots: int) -> None:
         definition = self.app.definitions.get(job.type)
         if definition is not None and definition.timeout_ms:
             deadline = time.monotonic() + definition.timeout_ms / 1000
             with self._running_lock:
-                self._running[thread] = (job, deadline, rest)
+                self._running[thread] = (job, deadline, rest, slots)
 
     def _stop_timer(self, thread: int) -> bool:
         """False when the job already timed out (the housekeeper failed it)."""
+        if not self._running:
+            return True
         with self._running_lock:
             self._running.pop(thread, None)
             return thread not in self._abandoned
@@ -356,7 +405,7 @@ class Worker:
             for thread, _ in expired:
                 del self._running[thread]
                 self._abandoned.add(thread)
-        for _thread, (job, _, rest) in expired:
+        for _thread, (job, _, rest, slots) in expired:
             definition = self.app.definitions.get(job.type)
             timeout = definition.timeout_ms if definition else 0
             log.warning(
@@ -365,32 +414,35 @@ class Worker:
             error = JobTimeoutError(
                 f"job {job.id} ({job.type}) ran past its timeout of {timeout} ms"
             )
-            self._outcomes.put(Outcome(job, error, None, definition))
+            self._outcomes.put([Outcome(job, error, None, definition)])
             rest_of_batch = list(rest)
             rest.clear()
             self._give_back(rest_of_batch)
-            self._release_slot()
+            self._release_slots(slots)
             replacement = threading.Thread(target=self._slot_loop, name="rexec-slot-r", daemon=True)
             replacement.start()
             self._threads.append(replacement)
 
     async def _run_batch_async(self, batch: list[Job]) -> None:
+        done: list[Outcome] = []
         try:
             pending = deque(batch)
             while pending:
                 job = pending.popleft()
                 outcome, ctx = await self._execute_async(job)
-                pending.extendleft(reversed(self._finish(outcome, ctx)))
+                pending.extendleft(reversed(self._finish(outcome, ctx, done)))
         finally:
-            self._release_slot()
+            if done:
+                self._outcomes.put(done)
+            self._release_slots()
 
-    def _finish(self, outcome: Outcome, ctx: JobContext | None) -> list[Job]:
+    def _finish(self, outcome: Outcome, ctx: JobContext | None, done: list[Outcome]) -> list[Job]:
         """Hands a plain outcome to the committer; commits a job whose handler asked
         for more (variables, follow-ups, forks) at once, in this slot, and returns the
         exclusive follow-ups locked for it, to run next."""
         effects = ctx.effects() if ctx is not None and outcome.error is None else None
         if effects is None or effects.empty:
-            self._outcomes.put(outcome)
+            done.append(outcome)
             return []
         while True:
             try:
@@ -400,7 +452,7 @@ class Worker:
                 # Lock lost, or the variables changed under us: run it again, as Camunda
                 # does, without consuming a retry (the store knows this error).
                 self.metrics.add(m.COMMIT_CONFLICT)
-                self._outcomes.put(Outcome(outcome.job, exc, None, outcome.definition))
+                done.append(Outcome(outcome.job, exc, None, outcome.definition))
                 return []
             except redis.RedisError as exc:
                 self._redis_is_down(exc)
@@ -471,16 +523,16 @@ class Worker:
             if first is None:
                 done = True
             else:
-                outcomes.append(first)
-            while len(outcomes) < COMMIT_BATCH:
+                outcomes.extend(first)
+            while not done and len(outcomes) < COMMIT_BATCH:
                 try:
-                    item = self._outcomes.get_nowait()
+                    more = self._outcomes.get_nowait()
                 except queue.Empty:
                     break
-                if item is None:
+                if more is None:
                     done = True
-                    break
-                outcomes.append(item)
+                else:
+                    outcomes.extend(more)
             if outcomes:
                 self._commit(outcomes)
 
