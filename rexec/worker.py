@@ -361,7 +361,9 @@ class Worker:
             since = 0.0
             try:
                 while pending:
-                    if self._abort.is_set():
+                    if self._stopping.is_set():
+                        # Shutting down: the job that was running has finished; what
+                        # has not started goes back to Redis for other workers.
                         self._give_back(list(pending))
                         break
                     job = pending.popleft()
