@@ -72,7 +72,7 @@ while #chosen < n and parked < park_cap do
         end
       end
       if #batch > 0 then
-        locking_pi[c.pi] = #batch
+        locking_pi[c.pi] = true
         chosen[#chosen + 1] = batch
       end
     end
@@ -97,9 +97,11 @@ if #ids > 0 then
   local payloads = redis.call('HMGET', K.payloads, unpack(ids))
   local record_of, payload_of = {}, {}
   local hset, zadd = {}, {}
+  local pi_locks = {}
   for i, id in ipairs(ids) do
     local j = decode_job(records[i])
     if j then
+      if locking_pi[j.pi] and j.x == '1' then pi_locks[j.pi] = (pi_locks[j.pi] or 0) + 1 end
       j.o = owner
       j.e = expires_s
       j.v = j.v + 1
@@ -116,7 +118,7 @@ if #ids > 0 then
     call_chunked('HSET', K.jobs, hset)
     call_chunked('ZADD', K.locked, zadd)
   end
-  for pi, count in pairs(locking_pi) do redis.call('HINCRBY', K.pilocks, pi, count) end
+  for pi, count in pairs(pi_locks) do redis.call('HINCRBY', K.pilocks, pi, count) end
   for _, batch in ipairs(chosen) do
     local flat = {}
     for _, id in ipairs(batch) do

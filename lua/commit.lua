@@ -12,7 +12,8 @@ ARGV[1] wake channel; [2] owner; [3] job id; [4] revision; [5] lock_ms;
 then the number of new jobs M, then 9 fields each: the creation fields, the join it is a
     branch of (1..J, or 0), and '1' to lock it at once for the owner
 Reply: {status, {id, record, payload or nil, ...}} with status 0 committed, 1 no such
-job, 2 lock lost, 4 variables changed since they were read (nothing written)
+job, 2 lock lost, 4 variables changed since they were read, 5 a new job names a process
+instance that does not exist (nothing is written unless the status is 0)
 ]]
 -- @include keys
 -- @include now_ms
@@ -34,6 +35,17 @@ local pi_rec
 if var_pi ~= '' then
   pi_rec = redis.call('HGET', K.pis, var_pi)
   if not pi_rec or string.match(pi_rec, '^([^|]*)|') ~= ARGV[7] then return {4, {}} end
+end
+
+-- Every process instance a new job names must exist (checked before any write).
+do
+  local at = 9 + 1 + tonumber(ARGV[9]) * 8
+  local checks = {}
+  for k = 1, tonumber(ARGV[9]) do checks[#checks + 1] = ARGV[10 + (k - 1) * 8 + 6] end
+  for k = 1, tonumber(ARGV[at]) do checks[#checks + 1] = ARGV[at + 1 + (k - 1) * 9 + 5] end
+  for _, pi in ipairs(checks) do
+    if pi ~= '' and redis.call('HEXISTS', K.pis, pi) == 0 then return {5, {pi}} end
+  end
 end
 
 local now = now_ms()
@@ -64,7 +76,7 @@ for k = 1, tonumber(ARGV[at]) do
   local new_id, nj = create_job({ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4], ARGV[b + 5], ARGV[b + 6]}, now)
   local join = tonumber(ARGV[b + 7])
   if join > 0 then redis.call('HSET', K.branches, new_id, join_ids[join]) end
-  if ARGV[b + 8] == '1' and nj.d <= now then
+  if ARGV[b + 8] == '1' and nj.d <= now and redis.call('SISMEMBER', K.suspended_types, nj.t) == 0 then
     lock_job(new_id, nj, owner, expires)
     locked[#locked + 1] = new_id
     locked[#locked + 1] = redis.call('HGET', K.jobs, new_id)

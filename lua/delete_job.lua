@@ -1,5 +1,6 @@
 --[[ delete_job: removes jobs in any state. A running job's worker will find its lock
-gone and its commit refused.
+gone and its commit refused. A deleted branch of a fork counts as arrived at its join,
+so the join is not held up for ever.
 KEYS: the namespace keys (includes/keys.lua)
 ARGV[1] wake channel; [2..] job ids
 Reply: one status per job: 0 deleted, 1 no such job
@@ -9,6 +10,8 @@ Reply: one status per job: 0 deleted, 1 no such job
 -- @include unplace_job
 -- @include release_pi
 -- @include is_pi_exclusive
+-- @include now_ms
+-- @include arrive_at_join
 
 local statuses = {}
 local woke = false
@@ -23,6 +26,7 @@ for i = 2, #ARGV do
     redis.call('HDEL', K.jobs, id)
     redis.call('HDEL', K.payloads, id)
     redis.call('HDEL', K.errors, id)
+    if arrive_at_join(id, now_ms()) == 'ready' then woke = true end
     statuses[#statuses + 1] = 0
   end
 end

@@ -19,7 +19,7 @@ j.r = math.max(0, j.r - tonumber(ARGV[6]))
 j.d = now + tonumber(ARGV[7])
 j.v = j.v + 1
 if ARGV[5] ~= '' then redis.call('HSET', K.errors, id, ARGV[5]) end
-local state = unlock_job(id, j, now)
+local state, woke = unlock_job(id, j, now)
 if state == 'incident' then redis.call('HINCRBY', K.counters, 'incidents', 1) end
-if state == 'ready' then redis.call('PUBLISH', ARGV[1], '1') end
+if woke then redis.call('PUBLISH', ARGV[1], '1') end
 return {0, state}

@@ -14,7 +14,10 @@ local woke = false
 for i = 3, #ARGV, 2 do
   local id = ARGV[i]
   local j, status = check_owner(id, ARGV[2], ARGV[i + 1])
-  if j and unlock_job(id, j, now) == 'ready' then woke = true end
+  if j then
+    local _, freed = unlock_job(id, j, now)
+    woke = woke or freed
+  end
   statuses[#statuses + 1] = status
 end
 if woke then redis.call('PUBLISH', ARGV[1], '1') end

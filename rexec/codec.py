@@ -18,6 +18,9 @@ from rexec.errors import InvalidJobTypeError, InvalidPriorityError, PayloadError
 
 PRIORITY_MIN = -(2**63)
 PRIORITY_MAX = 2**63 - 1
+# Due times are kept as 12 hex digits (48 bits) in sort keys: a due time or delay of at
+# most 2**46 ms (2,200 years) keeps now + delay far below that.
+MAX_MS = 2**46
 TYPE_RE = re.compile(r"^[A-Za-z0-9_.:\-]{1,200}$")
 
 
@@ -44,7 +47,7 @@ def priority_from_key(key: str) -> int:
 
 @lru_cache(maxsize=4096)
 def _valid_type(job_type: str) -> bool:
-    return TYPE_RE.match(job_type) is not None
+    return TYPE_RE.fullmatch(job_type) is not None
 
 
 def check_type(job_type: object) -> str:
@@ -62,10 +65,10 @@ def check_ms(value: object, what: str, *, allow_none: bool = True) -> int | None
         from rexec.errors import ValidationError
 
         raise ValidationError(f"{what} must be an integer number of milliseconds, got {value!r}")
-    if not 0 <= value < 2**48:
+    if not 0 <= value <= MAX_MS:
         from rexec.errors import ValidationError
 
-        raise ValidationError(f"{what} must be between 0 and 2**48 ms, got {value}")
+        raise ValidationError(f"{what} must be between 0 and {MAX_MS} ms, got {value}")
     return value
 
 

@@ -43,7 +43,7 @@ class Keys:
     namespace: str
 
     def __post_init__(self) -> None:
-        if not isinstance(self.namespace, str) or not NAMESPACE_RE.match(self.namespace):
+        if not isinstance(self.namespace, str) or not NAMESPACE_RE.fullmatch(self.namespace):
             from rexec.errors import ValidationError
 
             raise ValidationError(

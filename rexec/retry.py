@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from rexec.codec import MAX_MS
 from rexec.errors import InvalidRetryCycleError
 
 _DURATION_RE = re.compile(
@@ -25,7 +26,10 @@ def parse_duration_ms(text: str) -> int:
         raise InvalidRetryCycleError(f"not an ISO 8601 duration such as PT5M or PT30S: {text!r}")
     days, hours, minutes = (int(match[g] or 0) for g in ("d", "h", "m"))
     seconds = float(match["s"] or 0)
-    return ((days * 24 + hours) * 60 + minutes) * 60_000 + round(seconds * 1000)
+    total = ((days * 24 + hours) * 60 + minutes) * 60_000 + round(seconds * 1000)
+    if total > MAX_MS:
+        raise InvalidRetryCycleError(f"duration {text!r} is longer than {MAX_MS} ms")
+    return total
 
 
 @dataclass(frozen=True, slots=True)

@@ -75,7 +75,7 @@ def flatten(name: str, read: Any = None) -> str:
 
     text = reader(f"{name}.lua")
     for dep in INCLUDE_RE.findall(text):
-        visit(dep, (name,))
+        visit(dep, ())
     parts.append(INCLUDE_RE.sub("", text).strip())
     return "\n\n".join(parts) + "\n"
 

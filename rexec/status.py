@@ -21,6 +21,7 @@ class Status(IntEnum):
     LOCK_LOST = 2
     UNCHANGED = 3
     VARIABLES_CHANGED = 4
+    PI_NOT_FOUND = 5
 
 
 def raise_for_status(status: int, job_id: str, *, locked: bool = True) -> None:

@@ -153,6 +153,10 @@ class AcquireOptions:
             raise ValidationError(f"priority_min {low} is above priority_max {high}")
         for t in self.types:
             check_type(t)
+        for name in ("exclusive_cap", "promote_cap", "reclaim_cap"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValidationError(f"{name} must be a positive integer, got {value!r}")
         # Precomputed once: the tail of every acquire call's ARGV.
         object.__setattr__(
             self,
@@ -332,6 +336,8 @@ class Store:
             args += (*new.job.script_args(), new.join, "1" if new.lock_now else "0")
         reply: list[Any] = self._run("commit", args)  # type: ignore[assignment]
         status, locked = reply
+        if status == Status.PI_NOT_FOUND:
+            raise ProcessInstanceNotFoundError(f"no process instance {_text(locked[0])!r}")
         if status == Status.VARIABLES_CHANGED:
             raise OptimisticLockingError(
                 f"process instance {effects.variables_pi!r} changed since job {job.id!r}"

@@ -161,3 +161,48 @@ def test_bad_follow_up_fails_in_the_handler(app: App) -> None:
         ctx.set_variable("x", 1)  # no process instance
     with pytest.raises(ValidationError):
         ctx.fork([], join="j")
+
+
+def test_follow_up_for_an_unknown_instance_writes_nothing(app: App) -> None:
+    from rexec import ProcessInstanceNotFoundError
+
+    pi = app.start_process_instance({"n": 1})
+    app.enqueue("a", process_instance_id=pi)
+    (job,) = take(app)
+    ctx = ctx_for(app, job)
+    ctx.set_variable("n", 2)
+    ctx.enqueue("b", process_instance_id="p999999")
+    with pytest.raises(ProcessInstanceNotFoundError):
+        app.store.commit(job, ctx.effects())
+    assert app.get_variables(pi) == {"n": 1}
+    assert [j.id for j in app.management.jobs()] == [job.id]
+
+
+def test_deleting_a_branch_counts_as_its_arrival(app: App) -> None:
+    pi = app.start_process_instance()
+    app.enqueue("order", process_instance_id=pi)
+    (order,) = take(app)
+    ctx = ctx_for(app, order)
+    ctx.fork([{"type": "x", "exclusive": False}] * 2, join="joined")
+    app.store.commit(order, ctx.effects())
+    first, second = (j.id for j in app.management.jobs())
+    app.management.delete_job(first)
+    (branch,) = take(app)
+    app.store.complete(branch)
+    assert [j.type for j in app.management.jobs()] == ["joined"]
+
+
+def test_releasing_an_instance_by_failure_wakes_workers(app: App) -> None:
+    pi = app.start_process_instance()
+    app.enqueue("a", process_instance_id=pi)
+    (job,) = take(app)
+    app.enqueue("a", process_instance_id=pi)  # parked behind the lock
+    pubsub = app.client.pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe(app.store.keys.wake_channel)
+    try:
+        pubsub.get_message(timeout=0.1)
+        app.store.fail(job, "boom", retry_cycle=None)
+        message = pubsub.get_message(timeout=1.0)
+        assert message is not None and message["type"] == "message"
+    finally:
+        pubsub.close()

@@ -201,10 +201,6 @@ def test_non_str_namespaces(namespace: object) -> None:
         Keys(namespace)  # type: ignore[arg-type]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="NAMESPACE_RE ends in '$', which also matches before a trailing newline",
-)
 def test_namespace_with_trailing_newline() -> None:
     with pytest.raises(ValidationError):
         Keys("shop\n")

@@ -204,11 +204,6 @@ def test_missing_lua_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
         scripts_module.lua_dir()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the loader puts the script's own name on the include stack, so a script"
-    " including a helper of the same name is reported as a cycle",
-)
 def test_script_may_include_a_helper_of_its_own_name() -> None:
     files = {"same.lua": "-- @include same\nreturn same()", "includes/same.lua": "local x = 1"}
     assert "local x = 1" in flatten("same", read=reader(files))

@@ -1,3 +1,4 @@
+-- @include key_less
 -- The best `limit` ready jobs over the given types, in acquisition order (priority
 -- key, due, id): a merge of each type's lex range, so O(types * (log N + limit)).
 -- `lo`/`hi` bound the priority key ('' = unbounded).
@@ -15,7 +16,7 @@ local function next_candidates(types, lo, hi, limit)
     end
   end
   if sources > 1 then
-    table.sort(cands, function(a, b) return a.key < b.key end)
+    table.sort(cands, key_less)
     while #cands > limit do table.remove(cands) end
   end
   return cands

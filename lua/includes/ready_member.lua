@@ -1,4 +1,4 @@
--- @include job_member
+-- @include job_key
 -- Member of ready/scheduled/suspended: "type|key", plus "|pi" for exclusive jobs of a
 -- process instance so acquisition sees the instance without reading the record.
 local function ready_member(id, j)
