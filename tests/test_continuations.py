@@ -185,7 +185,7 @@ def test_deleting_a_branch_counts_as_its_arrival(app: App) -> None:
     ctx = ctx_for(app, order)
     ctx.fork([{"type": "x", "exclusive": False}] * 2, join="joined")
     app.store.commit(order, ctx.effects())
-    first, second = (j.id for j in app.management.jobs())
+    first, _second = (j.id for j in app.management.jobs())
     app.management.delete_job(first)
     (branch,) = take(app)
     app.store.complete(branch)
