@@ -794,4 +794,11 @@ def _add_optional_commands(group: click.Group, sources: Iterable[tuple[str, str]
         group.add_command(getattr(module, attribute))
 
 
-_add_optional_commands(main, [("rexec.demo", "demo_command"), ("rexec.bench", "bench_command")])
+_add_optional_commands(
+    main,
+    [
+        ("rexec.demo", "demo_command"),
+        ("rexec.demo", "demo_load_command"),
+        ("rexec.bench", "bench_command"),
+    ],
+)

@@ -511,3 +511,26 @@ def demo_command(  # noqa: PLR0917 - one parameter per click option
         render_comparison(console, reports)
     if any(r.lost for r in reports):
         raise SystemExit(1)
+
+
+@click.command("demo-load")
+@click.option("--redis-url", envvar="REXEC_REDIS_URL", default=None, help="Redis to load.")
+@click.option("--namespace", envvar="REXEC_NAMESPACE", default="default", show_default=True)
+@click.option("--jobs", default=50_000, show_default=True, type=click.IntRange(100, 10_000_000))
+@click.option(
+    "--lead-ms",
+    default=5000,
+    show_default=True,
+    type=click.IntRange(0, 86_400_000),
+    help="Midnight is this far ahead.",
+)
+def demo_load_command(redis_url: str | None, namespace: str, jobs: int, lead_ms: int) -> None:
+    """Enqueue the midnight load for workers running rexec.scenario:app (the compose producer)."""
+    app = App(redis_url, namespace=namespace)
+    app.definitions.update(scenario.app.definitions)
+    midnight = app.store.time_ms() + lead_ms
+    counts = scenario.enqueue_midnight(app, jobs, midnight)
+    click.echo(
+        f"{jobs} jobs due in {lead_ms} ms: " + ", ".join(f"{n} {c}" for c, n in counts.items())
+    )
+    app.close()
