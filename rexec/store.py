@@ -196,6 +196,7 @@ class Store:
         self.keys = Keys(namespace)
         self._script_keys = self.keys.script_keys
         self.scripts = Scripts(client)
+        self._enqueue_loaded = False
 
     def _run(
         self, script: str, args: Sequence[bytes | str | int], client: redis.Redis | None = None
@@ -214,26 +215,74 @@ class Store:
     # -- producers -----------------------------------------------------------------------
 
     def enqueue(self, jobs: Sequence[NewJob], *, chunk: int = ENQUEUE_CHUNK) -> list[str]:
-        """Creates jobs, pipelined in chunks; returns their ids in order. Each chunk is
-        atomic; a chunk refused (unknown process instance) writes nothing."""
+        """Creates jobs in chunks of one script call each; returns their ids in order.
+
+        Process instances are checked first, so an unknown one writes nothing. Each
+        chunk is sent as soon as it is built, so Redis runs one chunk while the next is
+        prepared (a pipeline would build them all before Redis starts).
+        """
         if not jobs:
             return []
+        self._check_instances({job.process_instance_id for job in jobs} - {None})
         wake = self.keys.wake_channel
         chunks = [jobs[i : i + chunk] for i in range(0, len(jobs), chunk)]
-        pipe = self.client.pipeline(transaction=False)
-        for part in chunks:
-            args: list[bytes | str | int] = [wake, len(part)]
-            for job in part:
-                args.extend(job.script_args())
-            self._run("enqueue", args, client=pipe)
-        try:
-            firsts = pipe.execute()
-        except redis.ResponseError as exc:
-            raise translate_script_error(exc) from exc
+        if len(chunks) == 1:
+            firsts = [self._run("enqueue", self._enqueue_args(wake, chunks[0]))]
+        else:
+            firsts = self._stream_enqueue(wake, chunks)
         ids: list[str] = []
         for first, part in zip(firsts, chunks, strict=True):
-            ids.extend(str(int(first) + i) for i in range(len(part)))
+            ids.extend(str(int(first) + i) for i in range(len(part)))  # type: ignore[call-overload]
         return ids
+
+    @staticmethod
+    def _enqueue_args(wake: str, part: Sequence[NewJob]) -> list[bytes | str | int]:
+        args: list[bytes | str | int] = [wake, len(part)]
+        for job in part:
+            args.extend(job.script_args())
+        return args
+
+    def _check_instances(self, pis: set[str | None]) -> None:
+        if not pis:
+            return
+        names = sorted(str(pi) for pi in pis)
+        found = self.client.hmget(self.keys.pis, names)
+        missing = [pi for pi, record in zip(names, found, strict=True) if record is None]
+        if missing:
+            raise ProcessInstanceNotFoundError(f"no process instance {missing[0]!r}")
+
+    def _stream_enqueue(self, wake: str, chunks: list[Sequence[NewJob]]) -> list[object]:
+        script = self.scripts.enqueue
+        if not self._enqueue_loaded:
+            self.client.script_load(script.script)
+            self._enqueue_loaded = True
+        pool = self.client.connection_pool
+        conn = pool.get_connection()
+        replies: list[object] = []
+        try:
+            for part in chunks:
+                conn.send_command(  # type: ignore[no-untyped-call]
+                    "EVALSHA", script.sha, len(self._script_keys), *self._script_keys,
+                    *self._enqueue_args(wake, part),
+                )  # fmt: skip
+            for _ in chunks:
+                try:
+                    replies.append(conn.read_response())
+                except redis.ResponseError as exc:
+                    replies.append(exc)
+        except BaseException:
+            conn.disconnect()  # type: ignore[no-untyped-call]  # replies may be unread
+            raise
+        finally:
+            pool.release(conn)
+        for i, reply in enumerate(replies):
+            if isinstance(reply, redis.exceptions.NoScriptError):
+                # Redis lost its script cache (a restart): that chunk did not run.
+                self._enqueue_loaded = False
+                replies[i] = self._run("enqueue", self._enqueue_args(wake, chunks[i]))
+            elif isinstance(reply, redis.ResponseError):
+                raise translate_script_error(reply) from reply
+        return replies
 
     def start_process_instance(self, variables_raw: bytes, priority: int | None = None) -> str:
         pk = "" if priority is None else priority_key(priority)

@@ -606,3 +606,24 @@ def test_activating_a_definition_wakes_idle_workers(app: App, client: redis.Redi
         assert message is not None and message["type"] == "message"
     finally:
         pubsub.close()
+
+
+def test_large_batches_stream_in_chunks_and_keep_order(store: Store) -> None:
+    now = store.time_ms()
+    ids = store.enqueue([NewJob("a", due_ms=now) for _ in range(2500)], chunk=1000)
+    assert ids == [str(int(ids[0]) + i) for i in range(2500)]
+    assert drain_order(store) == ids
+
+
+def test_a_large_batch_naming_an_unknown_instance_writes_nothing(app: App) -> None:
+    specs = [{"type": "a"}] * 2500 + [{"type": "a", "process_instance_id": "p424242"}]
+    with pytest.raises(ProcessInstanceNotFoundError):
+        app.enqueue_many(specs)
+    assert app.management.counts()["total"] == 0
+
+
+def test_streamed_enqueue_survives_a_script_cache_flush(store: Store, client: redis.Redis) -> None:
+    store.enqueue([NewJob("a") for _ in range(1500)], chunk=1000)
+    client.script_flush()
+    ids = store.enqueue([NewJob("a") for _ in range(1500)], chunk=1000)
+    assert len(ids) == 1500 and store.get_job(ids[-1]) is not None
