@@ -12,6 +12,7 @@ Errors: 'REXEC:PI_NOT_FOUND <pi>'; nothing is written then.
 -- @include encode_job
 -- @include place_job
 -- @include ready_member
+-- @include scheduled_member
 -- @include call_chunked
 
 local n = tonumber(ARGV[2])
@@ -68,7 +69,7 @@ for i = 0, n - 1 do
     if place_job(id, j, now) == 'ready' then woke = true end
   elseif d > now then
     scheduled[#scheduled + 1] = d
-    scheduled[#scheduled + 1] = ready_member(id, j)
+    scheduled[#scheduled + 1] = scheduled_member(id, j)
   else
     ready[#ready + 1] = 0
     ready[#ready + 1] = ready_member(id, j)
@@ -76,7 +77,10 @@ for i = 0, n - 1 do
 end
 call_chunked('HSET', K.jobs, records)
 if #payloads > 0 then call_chunked('HSET', K.payloads, payloads) end
-if #scheduled > 0 then call_chunked('ZADD', K.scheduled, scheduled) end
+if #scheduled > 0 then
+  call_chunked('ZADD', K.scheduled, scheduled)
+  woke = true  -- idle workers learn the new next due time, and wake up for it
+end
 if #ready > 0 then
   call_chunked('ZADD', K.ready, ready)
   woke = true

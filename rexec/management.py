@@ -114,11 +114,8 @@ class Management:
                 ids = [_text(m).split("|")[1][29:] for m in members]
             elif state is JobState.SCHEDULED:
                 members = self.client.zrange(k.scheduled, start, start + page - 1)  # type: ignore[assignment]
-                ids = [
-                    _text(m).split("|")[1][29:]
-                    for m in members
-                    if job_type is None or _text(m).startswith(job_type + "|")
-                ]
+                parts = [_text(m).split("|") for m in members]  # key|type[|pi]
+                ids = [p[0][29:] for p in parts if job_type is None or p[1] == job_type]
             else:
                 key = k.locked if state is JobState.LOCKED else k.incidents
                 members = self.client.zrange(key, start, start + page - 1)  # type: ignore[assignment]

@@ -22,7 +22,7 @@ from rexec.status import Status, raise_for_status, translate_script_error
 
 ENQUEUE_CHUNK = 1000
 DEFAULT_EXCLUSIVE_CAP = 100
-DEFAULT_PROMOTE_CAP = 100_000
+DEFAULT_PROMOTE_CAP = 2000
 DEFAULT_RECLAIM_CAP = 1000
 MAX_RETRIES = 1_000_000
 

@@ -1,6 +1,7 @@
 -- @include ready_member
 -- @include pi_member
 -- @include is_pi_exclusive
+-- @include scheduled_member
 -- Puts an unlocked job into the index its state calls for; returns that state.
 -- Exclusive jobs of a locked process instance go to pijobs only (parked).
 local function place_job(id, j, now)
@@ -14,7 +15,7 @@ local function place_job(id, j, now)
     return 'suspended'
   end
   if j.d > now then
-    redis.call('ZADD', K.scheduled, j.d, m)
+    redis.call('ZADD', K.scheduled, j.d, scheduled_member(id, j))
     return 'scheduled'
   end
   if is_pi_exclusive(j) then
