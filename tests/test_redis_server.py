@@ -53,8 +53,9 @@ def binary(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture(autouse=True)
 def _no_leftover_servers() -> Iterator[None]:
+    before = set(rs._RUNNING)  # e.g. the session's shared server: not this test's
     yield
-    leftovers = list(rs._RUNNING)
+    leftovers = [server for server in list(rs._RUNNING) if server not in before]
     for server in leftovers:
         server.stop()
     assert not leftovers, f"servers left running: {leftovers}"
