@@ -33,6 +33,9 @@ SCRIPT_KEY_NAMES: tuple[str, ...] = (
     "counters",
     "joins",
     "branches",
+    "metrics",
+    "workers",
+    "heartbeats",
 )
 
 

@@ -40,6 +40,7 @@ COUNTERS = (
 # Pickup latency histogram bucket upper bounds, ms (the last is open-ended).
 LATENCY_BUCKETS_MS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
 HEARTBEAT_STALE_MS = 10_000
+RETIRE_AFTER_MS = 60_000  # a worker silent this long is gone: fold its counts in
 
 
 class WorkerMetrics:
@@ -105,3 +106,11 @@ def live_workers(store: Any, stale_ms: int = HEARTBEAT_STALE_MS) -> list[dict[st
         entry["heartbeat_age_ms"] = max(0, now - int(beat))
         workers.append(entry)
     return sorted(workers, key=lambda w: (str(w.get("node")), int(w.get("index", 0))))
+
+
+def retire_stale_workers(store: Any, stale_ms: int = RETIRE_AFTER_MS) -> int:
+    """Forgets workers whose heartbeat stopped more than ``stale_ms`` ago, keeping
+    their counts in the cluster totals (field ``retired|<counter>``). Live workers call
+    this now and then, so a cluster that restarts processes for months stays small."""
+    cutoff = store.time_ms() - stale_ms
+    return int(store._run("retire_workers", [cutoff]))

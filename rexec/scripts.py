@@ -34,6 +34,7 @@ SCRIPT_NAMES = (
     "optimistic_read",
     "optimistic_lock",
     "commit",
+    "retire_workers",
 )
 
 

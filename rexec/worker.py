@@ -20,6 +20,7 @@ import contextlib
 import logging
 import os
 import queue
+import random
 import signal
 import socket
 import threading
@@ -53,6 +54,7 @@ COMMIT_BATCH = 500
 MAX_BATCHES_PER_TAKE = 16
 OUTCOMES_PER_PUT = 32
 OUTCOME_DELAY_S = 0.005
+RETIRE_EVERY_S = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -597,6 +599,7 @@ class Worker:
         if any(d.timeout_ms for d in self.app.definitions.values()):
             renew_every = min(renew_every, 0.05)  # timeouts are checked on this tick
         next_flush = time.monotonic() + self.settings.metrics_interval_s
+        next_retire = time.monotonic() + RETIRE_EVERY_S * (0.5 + random.random())
         expires: dict[str, int] = {}
         while not self._abort.wait(renew_every):
             self._expire_timeouts()
@@ -605,6 +608,9 @@ class Worker:
                 if time.monotonic() >= next_flush:
                     next_flush = time.monotonic() + self.settings.metrics_interval_s
                     self._flush_metrics()
+                if time.monotonic() >= next_retire:
+                    next_retire = time.monotonic() + RETIRE_EVERY_S
+                    m.retire_stale_workers(self.store)
             except redis.RedisError as exc:
                 self._redis_is_down(exc)
 

@@ -66,6 +66,9 @@ SHOP_SCRIPT_KEYS = [
     "rexec:{shop}:counters",
     "rexec:{shop}:joins",
     "rexec:{shop}:branches",
+    "rexec:{shop}:metrics",
+    "rexec:{shop}:workers",
+    "rexec:{shop}:heartbeats",
 ]
 
 valid_namespaces = st.text(

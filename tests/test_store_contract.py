@@ -627,3 +627,21 @@ def test_streamed_enqueue_survives_a_script_cache_flush(store: Store, client: re
     client.script_flush()
     ids = store.enqueue([NewJob("a") for _ in range(1500)], chunk=1000)
     assert len(ids) == 1500 and store.get_job(ids[-1]) is not None
+
+
+def test_stale_workers_are_retired_and_their_counts_kept(app: App, client: redis.Redis) -> None:
+    from rexec import metrics as m
+
+    keys = app.store.keys
+    now = app.store.time_ms()
+    client.hset(keys.metrics, mapping={"dead.0.1|job-successful": 7, "live.0.2|job-successful": 3})
+    client.hset(keys.workers, mapping={"dead.0.1": b"{}", "live.0.2": b"{}"})
+    client.zadd(keys.heartbeats, {"dead.0.1": now - 120_000, "live.0.2": now})
+    assert m.retire_stale_workers(app.store) == 1
+    stats = m.cluster_stats(app.store)
+    assert stats["job-successful"]["total"] == 10  # nothing lost from the sums
+    assert client.hget(keys.metrics, "dead.0.1|job-successful") is None
+    assert client.hexists(keys.workers, "dead.0.1") == 0
+    assert client.zscore(keys.heartbeats, "dead.0.1") is None
+    assert client.hexists(keys.workers, "live.0.2") == 1
+    assert m.retire_stale_workers(app.store) == 0

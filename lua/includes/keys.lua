@@ -21,4 +21,7 @@ local K = {
   joins = KEYS[18],          -- hash  "<join id>|n" -> branches still to arrive,
                              --       "<join id>|f" -> join job fields, "|pl" -> payload
   branches = KEYS[19],       -- hash  branch job id -> its join id
+  metrics = KEYS[20],        -- hash  "<worker id>|<counter>" -> count ("retired|..." too)
+  workers = KEYS[21],        -- hash  worker id -> its announcement (JSON)
+  heartbeats = KEYS[22],     -- zset  score last heartbeat ms, member worker id
 }
