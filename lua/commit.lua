@@ -5,9 +5,10 @@ Exclusive follow-ups of the job's own process instance can be locked at once for
 same owner, to run next in the same slot without a trip through acquisition.
 KEYS: the namespace keys (includes/keys.lua)
 ARGV[1] wake channel; [2] owner; [3] job id; [4] revision; [5] lock_ms;
-[6] process instance whose variables change ('' = none); [7] its revision as read;
-[8] its new msgpack variables;
-[9] number of joins J, then 8 fields each: branches to wait for, and the join job's
+[6] history length cap (0 = no history); [7] history TTL ms (0 = none);
+[8] process instance whose variables change ('' = none); [9] its revision as read;
+[10] its new msgpack variables;
+[11] number of joins J, then 8 fields each: branches to wait for, and the join job's
     creation fields (type, priority key, due, retries, exclusive, pi, payload);
 then the number of new jobs M, then 9 fields each: the creation fields, the join it is a
     branch of (1..J, or 0), and '1' to lock it at once for the owner
@@ -25,23 +26,25 @@ instance that does not exist (nothing is written unless the status is 0)
 -- @include release_pi
 -- @include arrive_at_join
 -- @include is_pi_exclusive
+-- @include record_history
+-- @include trim_history
 
 local id = ARGV[3]
 local j, status = check_owner(id, ARGV[2], ARGV[4])
 if not j then return {status, {}} end
 local owner, lock_ms = ARGV[2], tonumber(ARGV[5])
-local var_pi = ARGV[6]
+local var_pi = ARGV[8]
 local pi_rec
 if var_pi ~= '' then
   pi_rec = redis.call('HGET', K.pis, var_pi)
-  if not pi_rec or string.match(pi_rec, '^([^|]*)|') ~= ARGV[7] then return {4, {}} end
+  if not pi_rec or string.match(pi_rec, '^([^|]*)|') ~= ARGV[9] then return {4, {}} end
 end
 
 -- Every process instance a new job names must exist (checked before any write).
 do
-  local at = 9 + 1 + tonumber(ARGV[9]) * 8
+  local at = 11 + 1 + tonumber(ARGV[11]) * 8
   local checks = {}
-  for k = 1, tonumber(ARGV[9]) do checks[#checks + 1] = ARGV[10 + (k - 1) * 8 + 6] end
+  for k = 1, tonumber(ARGV[11]) do checks[#checks + 1] = ARGV[12 + (k - 1) * 8 + 6] end
   for k = 1, tonumber(ARGV[at]) do checks[#checks + 1] = ARGV[at + 1 + (k - 1) * 9 + 5] end
   for _, pi in ipairs(checks) do
     if pi ~= '' and redis.call('HEXISTS', K.pis, pi) == 0 then return {5, {pi}} end
@@ -54,10 +57,10 @@ local woke = false
 if var_pi ~= '' then
   local rev, pk = string.match(pi_rec, '^([^|]*)|(.*)$')
   redis.call('HSET', K.pis, var_pi, num(tonumber(rev) + 1) .. '|' .. pk)
-  redis.call('HSET', K.vars, var_pi, ARGV[8])
+  redis.call('HSET', K.vars, var_pi, ARGV[10])
 end
 -- Joins created by forks in this commit.
-local at = 9
+local at = 11
 local join_ids = {}
 for k = 1, tonumber(ARGV[at]) do
   local b = at + 1 + (k - 1) * 8
@@ -93,5 +96,9 @@ redis.call('HDEL', K.errors, id)
 redis.call('ZREM', K.locked, id)
 if is_pi_exclusive(j) and release_pi(j.pi) then woke = true end
 if arrive_at_join(id, now) == 'ready' then woke = true end
+if tonumber(ARGV[6]) > 0 then
+  record_history(id, j, 'completed', tonumber(ARGV[6]))
+  trim_history(now, tonumber(ARGV[7]))
+end
 if woke then redis.call('PUBLISH', ARGV[1], '1') end
 return {0, locked}

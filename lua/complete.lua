@@ -1,7 +1,8 @@
 --[[ complete: commits finished jobs, each only if still locked by this owner at the
 revision it was acquired with. Each job's commit is independent of the others'.
 KEYS: the namespace keys (includes/keys.lua)
-ARGV[1] wake channel; [2] owner; then pairs: job id, revision
+ARGV[1] wake channel; [2] owner; [3] history length cap (0 = no history); [4] history
+TTL ms (0 = none); then pairs: job id, revision
 Reply: one status per job: 0 committed, 1 no such job, 2 lock lost
 ]]
 -- @include keys
@@ -11,10 +12,13 @@ Reply: one status per job: 0 committed, 1 no such job, 2 lock lost
 -- @include call_chunked
 -- @include now_ms
 -- @include arrive_at_join
+-- @include record_history
+-- @include trim_history
 
 local owner = ARGV[2]
 local ids = {}
-for i = 3, #ARGV, 2 do ids[#ids + 1] = ARGV[i] end
+local history_len, history_ttl = tonumber(ARGV[3]), tonumber(ARGV[4])
+for i = 5, #ARGV, 2 do ids[#ids + 1] = ARGV[i] end
 local records = redis.call('HMGET', K.jobs, unpack(ids))
 local statuses, done = {}, {}
 local woke = false
@@ -22,11 +26,12 @@ for k, id in ipairs(ids) do
   local j = decode_job(records[k])
   if not j then
     statuses[k] = 1
-  elseif j.o ~= owner or j.v ~= tonumber(ARGV[2 + 2 * k]) then
+  elseif j.o ~= owner or j.v ~= tonumber(ARGV[4 + 2 * k]) then
     statuses[k] = 2
   else
     statuses[k] = 0
     done[#done + 1] = id
+    record_history(id, j, 'completed', history_len)
     if is_pi_exclusive(j) then
       -- the record must be gone before the instance's parked jobs are looked at
       redis.call('HDEL', K.jobs, id)
@@ -49,5 +54,6 @@ if #done > 0 then
   call_chunked('HDEL', K.errors, done)
   call_chunked('ZREM', K.locked, done)
 end
+if history_len > 0 and #done > 0 then trim_history(now_ms(), history_ttl) end
 if woke then redis.call('PUBLISH', ARGV[1], '1') end
 return statuses

@@ -47,7 +47,9 @@ class App:
     """A rexec application: one namespace on one Redis.
 
     ``redis_url=None`` uses ``REXEC_REDIS_URL`` if set, else the embedded Redis (a
-    private ``redis-server`` shared by the rexec commands of this machine).
+    private ``redis-server`` shared by the rexec commands of this machine). Completed
+    jobs leave nothing behind, unless ``history_max_len`` > 0 keeps the last that many
+    (about) in a history, for at most ``history_ttl_ms`` if given.
     """
 
     def __init__(
@@ -56,6 +58,8 @@ class App:
         *,
         namespace: str | None = None,
         acquisition: str = "atomic",
+        history_max_len: int = 0,
+        history_ttl_ms: int = 0,
     ) -> None:
         if acquisition not in ("atomic", "optimistic"):
             raise ValidationError(
@@ -64,6 +68,8 @@ class App:
         self.redis_url = redis_url or os.environ.get("REXEC_REDIS_URL") or None
         self.namespace = namespace or os.environ.get("REXEC_NAMESPACE") or "default"
         self.acquisition = acquisition
+        self.history_max_len = history_max_len
+        self.history_ttl_ms = history_ttl_ms
         self.definitions: dict[str, JobDefinition] = {}
         self._client: redis.Redis | None = None
         self._store: Store | None = None
@@ -97,7 +103,13 @@ class App:
     @property
     def store(self) -> Store:
         if self._store is None:
-            self._store = Store(self.client, self.namespace, acquisition=self.acquisition)
+            self._store = Store(
+                self.client,
+                self.namespace,
+                acquisition=self.acquisition,
+                history_max_len=self.history_max_len,
+                history_ttl_ms=self.history_ttl_ms,
+            )
         return self._store
 
     @property

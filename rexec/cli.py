@@ -396,6 +396,27 @@ def definitions(app: App, *, as_json: bool) -> None:
     console().print(table)
 
 
+@main.command()
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 10_000))
+@json_option
+@with_app
+def history(app: App, *, limit: int, as_json: bool) -> None:
+    """The last finished jobs, newest first (kept only if the app keeps a history)."""
+    entries = app.management.history(limit=limit)
+    if as_json:
+        print_json(entries)
+        return
+    table = Table("id", "type", "priority", "process instance", "outcome", "finished ms")
+    for entry in entries:
+        table.add_row(
+            *(
+                cell(entry[k])
+                for k in ("id", "type", "priority", "process_instance_id", "outcome", "finished_ms")
+            )
+        )
+    console().print(table)
+
+
 # -- priorities ---------------------------------------------------------------------------
 
 

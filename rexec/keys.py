@@ -36,6 +36,7 @@ SCRIPT_KEY_NAMES: tuple[str, ...] = (
     "metrics",
     "workers",
     "heartbeats",
+    "history",
 )
 
 
@@ -153,6 +154,10 @@ class Keys:
     @property
     def heartbeats(self) -> str:
         return self.prefix + "heartbeats"
+
+    @property
+    def history(self) -> str:
+        return self.prefix + "history"
 
     @property
     def wake_channel(self) -> str:

@@ -127,6 +127,29 @@ class Management:
                 return
             start += page
 
+    def history(self, limit: int = 100) -> list[dict[str, object]]:
+        """The last finished jobs, newest first (empty unless the app keeps a history)."""
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 0 < limit <= 10_000:
+            raise ValidationError(f"limit must be 1..10000, got {limit!r}")
+        entries: list[tuple[bytes, dict[bytes, bytes]]] = self.client.xrevrange(  # type: ignore[assignment]
+            self.keys.history, count=limit
+        )
+        found: list[dict[str, object]] = []
+        for entry_id, fields in entries:
+            values = {_text(k): _text(v) for k, v in fields.items()}
+            found.append(
+                {
+                    "id": values["id"],
+                    "type": values["type"],
+                    "priority": priority_from_key(values["priority_key"]),
+                    "process_instance_id": values["pi"] or None,
+                    "due_ms": int(values["due"]),
+                    "outcome": values["outcome"],
+                    "finished_ms": int(_text(entry_id).split("-")[0]),
+                }
+            )
+        return found
+
     def job_definitions(self) -> list[JobDefinitionInfo]:
         k = self.keys
         pipe = self.client.pipeline(transaction=False)

@@ -185,13 +185,28 @@ class Store:
         Keys(namespace)
 
     def __init__(
-        self, client: redis.Redis, namespace: str = "default", *, acquisition: str = "atomic"
+        self,
+        client: redis.Redis,
+        namespace: str = "default",
+        *,
+        acquisition: str = "atomic",
+        history_max_len: int = 0,
+        history_ttl_ms: int = 0,
     ) -> None:
         if acquisition not in ("atomic", "optimistic"):
             raise ValidationError(
                 f"acquisition must be 'atomic' or 'optimistic', got {acquisition!r}"
             )
+        for name, value in (
+            ("history_max_len", history_max_len),
+            ("history_ttl_ms", history_ttl_ms),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 2**46:
+                raise ValidationError(f"{name} must be a non-negative integer, got {value!r}")
         self.acquisition = acquisition
+        # Finished jobs are kept in a stream only when asked: by default nothing is.
+        self.history_max_len = history_max_len
+        self.history_ttl_ms = history_ttl_ms
         self.client = client
         self.keys = Keys(namespace)
         self._script_keys = self.keys.script_keys
@@ -373,6 +388,8 @@ class Store:
             job.id,
             job.revision,
             lock_ms,
+            self.history_max_len,
+            self.history_ttl_ms,
             effects.variables_pi or "",
             effects.variables_revision,
             effects.variables_raw,
@@ -414,7 +431,12 @@ class Store:
         if not jobs:
             return []
         owner = _owner_of(jobs)
-        args: list[str | int] = [self.keys.wake_channel, owner]
+        args: list[str | int] = [
+            self.keys.wake_channel,
+            owner,
+            self.history_max_len,
+            self.history_ttl_ms,
+        ]
         for job in jobs:
             args += (job.id, job.revision)
         return [Status(s) for s in self._run("complete", args)]  # type: ignore[attr-defined]

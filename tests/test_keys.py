@@ -44,6 +44,7 @@ SHOP_KEYS = {
     "metrics": "rexec:{shop}:metrics",
     "workers": "rexec:{shop}:workers",
     "heartbeats": "rexec:{shop}:heartbeats",
+    "history": "rexec:{shop}:history",
 }
 
 SHOP_SCRIPT_KEYS = [
@@ -69,6 +70,7 @@ SHOP_SCRIPT_KEYS = [
     "rexec:{shop}:metrics",
     "rexec:{shop}:workers",
     "rexec:{shop}:heartbeats",
+    "rexec:{shop}:history",
 ]
 
 valid_namespaces = st.text(

@@ -645,3 +645,58 @@ def test_stale_workers_are_retired_and_their_counts_kept(app: App, client: redis
     assert client.zscore(keys.heartbeats, "dead.0.1") is None
     assert client.hexists(keys.workers, "live.0.2") == 1
     assert m.retire_stale_workers(app.store) == 0
+
+
+class TestHistory:
+    def test_off_by_default_completed_jobs_leave_nothing(
+        self, app: App, client: redis.Redis
+    ) -> None:
+        app.enqueue("a", {"big": "x" * 100})
+        (job,) = app.store.acquire_jobs("w", 1, lock_ms=5000).jobs
+        app.store.complete(job)
+        leftovers = [
+            k
+            for k in client.scan_iter(match=f"rexec:{{{app.namespace}}}:*")
+            if not k.endswith((b":seq", b":types"))
+        ]
+        assert leftovers == []
+        assert app.management.history() == []
+
+    def test_history_keeps_finished_jobs_within_its_cap(
+        self, client: redis.Redis, namespace: str
+    ) -> None:
+        app = App.with_client(client, namespace=namespace)
+        app.history_max_len = 5
+        app.history_ttl_ms = 60_000
+        pi = app.start_process_instance()
+        ids = app.enqueue_many(
+            [{"type": "a", "priority": 1}] * 3 + [{"type": "b", "process_instance_id": pi}]
+        )
+        for job in app.store.acquire_jobs("w", 10, lock_ms=5000).jobs:
+            if job.process_instance_id:
+                from rexec.context import JobContext
+
+                ctx = JobContext(job, app, "w")
+                ctx.set_variable("x", 1)
+                app.store.commit(job, ctx.effects())
+            else:
+                app.store.complete(job)
+        history = app.management.history()
+        assert {h["id"] for h in history} == set(ids)
+        assert all(h["outcome"] == "completed" for h in history)
+        assert next(h for h in history if h["type"] == "b")["process_instance_id"] == pi
+        more = app.enqueue_many([{"type": "a"}] * 50)
+        app.store.complete_many(app.store.acquire_jobs("w", 100, lock_ms=5000).jobs)
+        assert client.xlen(app.store.keys.history) == 5  # the cap
+        assert app.management.history(limit=1)[0]["id"] in more
+
+    def test_history_entries_expire(self, client: redis.Redis, namespace: str) -> None:
+        app = App.with_client(client, namespace=namespace)
+        app.history_max_len = 100
+        app.history_ttl_ms = 100
+        app.enqueue("a")
+        app.store.complete_many(app.store.acquire_jobs("w", 10, lock_ms=5000).jobs)
+        time.sleep(0.15)
+        app.enqueue("a")
+        app.store.complete_many(app.store.acquire_jobs("w", 10, lock_ms=5000).jobs)
+        assert len(app.management.history()) == 1

@@ -24,4 +24,5 @@ local K = {
   metrics = KEYS[20],        -- hash  "<worker id>|<counter>" -> count ("retired|..." too)
   workers = KEYS[21],        -- hash  worker id -> its announcement (JSON)
   heartbeats = KEYS[22],     -- zset  score last heartbeat ms, member worker id
+  history = KEYS[23],        -- stream  finished jobs, when the history is on
 }
