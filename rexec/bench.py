@@ -267,6 +267,80 @@ def bench_cluster(url: str, jobs: int, nodes: int, processes: int, job_ms: float
     return {"benchmark": "cluster", "environment": env, **report.as_dict()}
 
 
+def _rss_bytes(pid: int) -> int:
+    try:
+        for line in open(f"/proc/{pid}/status", encoding="ascii"):  # noqa: SIM115
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def bench_soak(
+    url: str, duration_s: float, rate: int, sample_s: float, console: Console
+) -> dict[str, Any]:
+    """A node under a steady load for ``duration_s``: Redis memory and worker RSS over time
+    should stay flat (completed jobs leave nothing behind)."""
+    ns = fresh_namespace("bench-soak")
+    app = App(url, namespace=ns)
+    results: dict[str, Any] = {
+        "benchmark": "soak",
+        "environment": environment(app.client),
+        "parameters": {"seconds": duration_s, "jobs_per_s": rate, "nodes": 1, "processes": 2},
+    }
+    cluster = LocalCluster(_node_settings(url, ns, 2, 8), 1)
+    samples: list[dict[str, float]] = []
+    enqueued = 0
+    try:
+        cluster.start()
+        _wait_for_workers(app, cluster, 2)
+        started = time.monotonic()
+        next_sample = started
+        while (elapsed := time.monotonic() - started) < duration_s:
+            due = int(elapsed * rate) - enqueued
+            if due > 0:
+                enqueue_plain(app.store, due)
+                enqueued += due
+            if time.monotonic() >= next_sample:
+                next_sample += sample_s
+                pids = [int(w["pid"]) for w in m.live_workers(app.store)]
+                memory = app.client.info("memory")
+                sample = {
+                    "t_s": round(elapsed, 1),
+                    "redis_used_memory": int(memory["used_memory"]),
+                    "worker_rss": sum(_rss_bytes(pid) for pid in pids),
+                    "queued": app.management.counts()["total"],
+                }
+                samples.append(sample)
+                console.print(f"soak: {sample}")
+            time.sleep(0.05)
+    finally:
+        cluster.stop()
+    stats = m.cluster_stats(app.store)
+    # Compare the last quarter with the first (after a warm-up sample) to see growth.
+    body = samples[1:] or samples
+    quarter = max(1, len(body) // 4)
+
+    def mean(key: str, part: list[dict[str, float]]) -> float:
+        return sum(s[key] for s in part) / len(part)
+
+    for key in ("redis_used_memory", "worker_rss"):
+        first, last = mean(key, body[:quarter]), mean(key, body[-quarter:])
+        results[key] = {
+            "first_quarter_mean": round(first),
+            "last_quarter_mean": round(last),
+            "max": max(s[key] for s in body),
+            "growth_pct": round(100 * (last - first) / first, 2) if first else 0.0,
+        }
+    results["enqueued"] = enqueued
+    results["committed"] = stats[m.SUCCESSFUL]["total"]
+    results["samples"] = samples
+    drop_namespace(app.client, ns)
+    app.close()
+    return results
+
+
 # -- command ----------------------------------------------------------------------------------
 
 
@@ -290,7 +364,7 @@ def render(console: Console, result: dict[str, Any]) -> None:
             )
 
     for key, value in result.items():
-        if key in ("benchmark", "classes", "node_share", "operator_actions"):
+        if key in ("benchmark", "classes", "node_share", "operator_actions", "samples"):
             continue
         for name, text in rows(key + ("." if isinstance(value, dict) else ""), value):
             table.add_row(name, text)
@@ -349,8 +423,13 @@ def bench_command(  # noqa: PLR0917 - one parameter per click option
     processes: int,
     concurrency: int,
     samples: int,
+    duration: float,
+    rate: int,
 ) -> None:
-    """Measure rexec on this machine: store, drain, latency, cluster, or all."""
+    """Measure rexec on this machine: store, drain, latency, cluster, soak, or all.
+
+    ``all`` runs store, drain, latency and cluster; ``soak`` (an hour by default) runs
+    only when asked for."""
     console = Console(stderr=True)
     chosen = ["store", "drain", "latency", "cluster"] if which == "all" else [which]
     results = []
@@ -362,6 +441,8 @@ def bench_command(  # noqa: PLR0917 - one parameter per click option
                 result = bench_drain(url, jobs, processes, concurrency, console)
             elif name == "latency":
                 result = bench_latency(url, samples, console)
+            elif name == "soak":
+                result = bench_soak(url, duration, rate, max(1.0, duration / 120), console)
             else:
                 console.print(
                     "cluster: the midnight scenario, 50,000 no-op jobs on 4 nodes x 2 processes ..."
