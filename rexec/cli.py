@@ -821,5 +821,7 @@ _add_optional_commands(
         ("rexec.demo", "demo_command"),
         ("rexec.demo", "demo_load_command"),
         ("rexec.bench", "bench_command"),
+        ("rexec.cockpit.cli", "cockpit_command"),
+        ("rexec.check", "check_command"),
     ],
 )
