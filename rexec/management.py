@@ -7,9 +7,11 @@ script call, so they never block Redis for long, whatever the number of jobs.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
-from rexec.codec import check_priority, check_type, priority_from_key, priority_key
+from rexec.codec import check_priority, check_type, priority_from_key, priority_key, unpack
 from rexec.errors import ValidationError
 from rexec.job import Job, JobState
 from rexec.status import Status, raise_for_status
@@ -58,6 +60,59 @@ class Management:
             "total": total,
         }
 
+    def counts_by_type(self, page: int = 1000) -> dict[str, dict[str, int]]:
+        """Jobs by type and state. Ready and suspended jobs are counted per type by lex
+        range (O(log N) each); only the scheduled, locked, incident and parked jobs are
+        read, so the cost does not grow with the ready queue."""
+        k = self.keys
+        now = self.store.time_ms()
+        types = [info.type for info in self.job_definitions()]
+        counts = {t: {state.value: 0 for state in JobState} for t in types}
+        pipe = self.client.pipeline(transaction=False)
+        for t in types:
+            pipe.zlexcount(k.ready, f"[{t}|", f"[{t}|~")
+            pipe.zlexcount(k.suspended, f"[{t}|", f"[{t}|~")
+        results = pipe.execute()
+        for i, t in enumerate(types):
+            counts[t][JobState.READY.value] = int(results[2 * i])
+            counts[t][JobState.SUSPENDED.value] = int(results[2 * i + 1])
+
+        def bump(job_type: str, state: JobState) -> None:
+            counts.setdefault(job_type, {s.value: 0 for s in JobState})[state.value] += 1
+
+        for member, due in self.client.zscan_iter(k.scheduled, count=page):
+            job_type = _text(member).split("|")[1]  # key|type[|pi]
+            bump(job_type, JobState.SCHEDULED if due > now else JobState.READY)
+        for key, state in ((k.locked, JobState.LOCKED), (k.incidents, JobState.INCIDENT)):
+            ids = [_text(member) for member, _ in self.client.zscan_iter(key, count=page)]
+            for start in range(0, len(ids), page):
+                for job in self.store.get_jobs(ids[start : start + page]):
+                    bump(job.type, state)
+        # Parked: ready exclusive jobs of a locked instance that have left the ready
+        # queue (kept only in pijobs).
+        entries = [_text(member) for member, _ in self.client.zscan_iter(k.pijobs, count=page)]
+        for start in range(0, len(entries), page):
+            chunk = [entry.split("|") for entry in entries[start : start + page]]  # pi|key|type
+            pipe = self.client.pipeline(transaction=False)
+            for pi, key, job_type in chunk:
+                pipe.zscore(k.ready, f"{job_type}|{key}|{pi}")
+            for (_, _, job_type), score in zip(chunk, pipe.execute(), strict=True):
+                if score is None:
+                    bump(job_type, JobState.READY)
+        for per_type in counts.values():
+            per_type["total"] = sum(per_type.values())
+        return counts
+
+    def process_instance(self, process_instance_id: str) -> dict[str, Any]:
+        """A process instance: its revision, its own priority (if any) and variables."""
+        revision, priority, raw = self.store.read_process_instance(process_instance_id)
+        return {
+            "id": process_instance_id,
+            "revision": revision,
+            "priority": priority,
+            "variables": dict(unpack(raw, "variables")),
+        }
+
     def jobs(
         self,
         state: JobState | str | None = None,
@@ -91,8 +146,9 @@ class Management:
                 ) from None
         found: list[Job] = []
         skip = offset
+        page = max(10, min(500, limit + offset))
         for one in states:
-            for job in self._iter_state(one, type):
+            for job in self._iter_state(one, type, page):
                 if skip:
                     skip -= 1
                     continue
@@ -101,27 +157,61 @@ class Management:
                 found.append(job)
         return found
 
-    def _iter_state(self, state: JobState, job_type: str | None, page: int = 500):  # type: ignore[no-untyped-def]
+    def _iter_state(self, state: JobState, job_type: str | None, page: int = 500) -> Iterator[Job]:
         k = self.keys
+        if state is JobState.READY:
+            # In the ready queue (by priority), then those held in pijobs by a locked
+            # process instance (parked), then those due but not yet promoted.
+            yield from self._iter_index(k.ready, "lex", job_type, state, page)
+            yield from self._iter_parked(job_type, page)
+            yield from self._iter_index(k.scheduled, "scheduled", job_type, state, page)
+        elif state is JobState.SUSPENDED:
+            yield from self._iter_index(k.suspended, "lex", job_type, state, page)
+        elif state is JobState.SCHEDULED:
+            yield from self._iter_index(k.scheduled, "scheduled", job_type, state, page)
+        else:
+            key = k.locked if state is JobState.LOCKED else k.incidents
+            yield from self._iter_index(key, "ids", job_type, state, page)
+
+    def _iter_index(
+        self, key: str, kind: str, job_type: str | None, state: JobState, page: int
+    ) -> Iterator[Job]:
         start = 0
         while True:
-            if state in (JobState.READY, JobState.SUSPENDED):
-                key = k.ready if state is JobState.READY else k.suspended
+            if kind == "lex":  # type|key[|pi]
                 low, high = ("-", "+") if job_type is None else (f"[{job_type}|", f"[{job_type}|~")
                 members: list[bytes] = self.client.zrangebylex(  # type: ignore[assignment]
                     key, low, high, start=start, num=page
                 )
                 ids = [_text(m).split("|")[1][29:] for m in members]
-            elif state is JobState.SCHEDULED:
-                members = self.client.zrange(k.scheduled, start, start + page - 1)  # type: ignore[assignment]
-                parts = [_text(m).split("|") for m in members]  # key|type[|pi]
+            elif kind == "scheduled":  # key|type[|pi]
+                members = self.client.zrange(key, start, start + page - 1)  # type: ignore[assignment]
+                parts = [_text(m).split("|") for m in members]
                 ids = [p[0][29:] for p in parts if job_type is None or p[1] == job_type]
             else:
-                key = k.locked if state is JobState.LOCKED else k.incidents
                 members = self.client.zrange(key, start, start + page - 1)  # type: ignore[assignment]
                 ids = [_text(m) for m in members]
             for job in self.store.get_jobs(ids):
                 if (job_type is None or job.type == job_type) and job.state is state:
+                    yield job
+            if len(members) < page:
+                return
+            start += page
+
+    def _iter_parked(self, job_type: str | None, page: int) -> Iterator[Job]:
+        k = self.keys
+        start = 0
+        while True:
+            members: list[bytes] = self.client.zrange(k.pijobs, start, start + page - 1)  # type: ignore[assignment]
+            parts = [_text(m).split("|") for m in members]  # pi|key|type
+            parts = [p for p in parts if job_type is None or p[2] == job_type]
+            pipe = self.client.pipeline(transaction=False)
+            for pi, key, t in parts:
+                pipe.zscore(k.ready, f"{t}|{key}|{pi}")
+            in_ready = pipe.execute() if parts else []
+            ids = [p[1][29:] for p, score in zip(parts, in_ready, strict=True) if score is None]
+            for job in self.store.get_jobs(ids):
+                if job.state is JobState.READY:
                     yield job
             if len(members) < page:
                 return

@@ -37,7 +37,9 @@ COUNTERS = (
     COMMIT_REFUSED,
     COMMIT_CONFLICT,
 )
-# Pickup latency histogram bucket upper bounds, ms (the last is open-ended).
+PICKUP_LATENCY = "pickup-latency"
+EXECUTION_TIME = "execution-time"
+# Histogram bucket upper bounds, ms (the last is open-ended).
 LATENCY_BUCKETS_MS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
 HEARTBEAT_STALE_MS = 10_000
 RETIRE_AFTER_MS = 60_000  # a worker silent this long is gone: fold its counts in
@@ -58,12 +60,28 @@ class WorkerMetrics:
                 self._pending[name] += amount
                 self.totals[name] += amount
 
-    def pickup_latency(self, latency_ms: int) -> None:
+    def observe(self, histogram: str, value_ms: float) -> None:
+        """Counts one observation in ``<histogram>-le-<bound>`` (or ``-gt-10000``),
+        ``<histogram>-count`` and ``<histogram>-sum-ms``."""
+        bucket = f"{histogram}-gt-10000"
         for bound in LATENCY_BUCKETS_MS:
-            if latency_ms <= bound:
-                self.add(f"pickup-latency-le-{bound}")
-                return
-        self.add("pickup-latency-gt-10000")
+            if value_ms <= bound:
+                bucket = f"{histogram}-le-{bound}"
+                break
+        with self._lock:
+            for name, amount in (
+                (bucket, 1),
+                (f"{histogram}-count", 1),
+                (f"{histogram}-sum-ms", round(value_ms)),
+            ):
+                self._pending[name] += amount
+                self.totals[name] += amount
+
+    def pickup_latency(self, latency_ms: int) -> None:
+        self.observe(PICKUP_LATENCY, latency_ms)
+
+    def execution_time(self, duration_ms: float) -> None:
+        self.observe(EXECUTION_TIME, duration_ms)
 
     def flush(self, pipe: redis.client.Pipeline, keys: Keys) -> None:
         """Queues the counts since the last flush on ``pipe``."""

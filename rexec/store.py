@@ -12,7 +12,7 @@ from typing import Any
 
 import redis
 
-from rexec.codec import check_ms, check_priority, check_type, priority_key
+from rexec.codec import check_ms, check_priority, check_type, priority_from_key, priority_key
 from rexec.errors import OptimisticLockingError, ProcessInstanceNotFoundError, ValidationError
 from rexec.job import Job, JobState, parse_record
 from rexec.keys import Keys
@@ -415,6 +415,18 @@ class Store:
             parse_record(_text(locked[i]), locked[i + 1], now, locked[i + 2])
             for i in range(0, len(locked), 3)
         ]
+
+    def read_process_instance(self, process_instance_id: str) -> tuple[int, int | None, bytes]:
+        """A process instance's revision, own priority (None if it has none) and msgpack
+        variables, read together."""
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hget(self.keys.pis, process_instance_id)
+        pipe.hget(self.keys.vars, process_instance_id)
+        record, raw = pipe.execute()
+        if record is None:
+            raise ProcessInstanceNotFoundError(f"no process instance {process_instance_id!r}")
+        revision, _, pk = _text(record).partition("|")
+        return int(revision), (priority_from_key(pk) if pk else None), raw or b"\x80"
 
     def read_variables(self, process_instance_id: str) -> tuple[int, bytes]:
         """A process instance's revision and msgpack variables, read together."""

@@ -490,10 +490,13 @@ class Worker:
         if early is not None or definition is None:
             return early or Outcome(job), None
         ctx = JobContext(job, self.app, self.id, self._lockable_types)
+        started = time.perf_counter()
         try:
             definition.handler(ctx, payload)
         except BaseException as exc:  # a handler's SystemExit must not end the slot
             return Outcome(job, exc, traceback.format_exc(), definition), None
+        finally:
+            self.metrics.execution_time((time.perf_counter() - started) * 1000)
         return Outcome(job, definition=definition), ctx
 
     async def _execute_async(self, job: Job) -> tuple[Outcome, JobContext | None]:
@@ -502,6 +505,7 @@ class Worker:
             return early or Outcome(job), None
         ctx = JobContext(job, self.app, self.id, self._lockable_types)
         timeout = definition.timeout_ms / 1000 if definition.timeout_ms else None
+        started = time.perf_counter()
         try:
             await asyncio.wait_for(definition.handler(ctx, payload), timeout)
         except TimeoutError:
@@ -511,6 +515,8 @@ class Worker:
             return Outcome(job, error, None, definition), None
         except Exception as exc:
             return Outcome(job, exc, traceback.format_exc(), definition), None
+        finally:
+            self.metrics.execution_time((time.perf_counter() - started) * 1000)
         return Outcome(job, definition=definition), ctx
 
     def _record_pickup(self, job: Job) -> None:

@@ -99,8 +99,15 @@ def test_pickup_latency_is_a_histogram(rapp: App) -> None:
     assert buckets["10"] == 4
     assert buckets["+Inf"] == 5
     assert list(buckets) == sorted(buckets, key=float)
-    # Workers do not count the sum of latencies, so there is no _sum (nor _count).
-    assert samples(text, "rexec_pickup_latency_seconds_sum") == []
+    # Workers also count the sum and the number of observations.
+    (total,) = [
+        s for s in samples(text, "rexec_pickup_latency_seconds_sum") if s.labels["node"] == "n-1"
+    ]
+    assert total.value == pytest.approx(20.308)
+    (count,) = [
+        s for s in samples(text, "rexec_pickup_latency_seconds_count") if s.labels["node"] == "n-1"
+    ]
+    assert count.value == 5
 
 
 def test_an_execution_time_histogram_appears_once_workers_record_it(rapp: App) -> None:

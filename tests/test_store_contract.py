@@ -700,3 +700,30 @@ class TestHistory:
         app.enqueue("a")
         app.store.complete_many(app.store.acquire_jobs("w", 10, lock_ms=5000).jobs)
         assert len(app.management.history()) == 1
+
+
+def test_counts_by_type_agree_with_every_jobs_state(app: App) -> None:
+    from collections import Counter
+
+    m = app.management
+    pi = app.start_process_instance({"v": 1}, priority=3)
+    app.enqueue_many([{"type": "a", "priority": p} for p in range(5)])
+    app.enqueue_many([{"type": "b", "delay_ms": 60_000}, {"type": "b", "delay_ms": 50}])
+    app.enqueue_many([{"type": "c", "process_instance_id": pi} for _ in range(3)])
+    app.store.acquire_jobs("w", 1, lock_ms=5000, types=["c"])  # locks the instance
+    app.enqueue("c", process_instance_id=pi)  # parked at once
+    app.store.acquire_jobs("w2", 10, lock_ms=5000, types=["c"])  # meets and parks the rest
+    (boom,) = app.store.acquire_jobs("w3", 1, lock_ms=5000, types=["a"]).jobs
+    app.store.set_retries([boom.id], 1)
+    app.store.fail(boom, "x")  # incident
+    m.suspend_job(app.enqueue("d"))
+    time.sleep(0.06)  # one b job is now due but not promoted
+    by_type = m.counts_by_type()
+    truth: dict[str, Counter[str]] = {}
+    for job in m.jobs(limit=10_000):
+        truth.setdefault(job.type, Counter())[job.state.value] += 1
+    for job_type, states in truth.items():
+        assert {k: v for k, v in by_type[job_type].items() if v and k != "total"} == dict(states)
+        assert by_type[job_type]["total"] == sum(states.values())
+    assert sum(t["total"] for t in by_type.values()) == m.counts()["total"]
+    assert m.process_instance(pi) == {"id": pi, "revision": 0, "priority": 3, "variables": {"v": 1}}

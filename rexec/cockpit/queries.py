@@ -44,7 +44,6 @@ MAX_OFFSET = 100_000
 SORT_WINDOW = 5_000
 # Counting by type walks every job record; above this many jobs it is not attempted, and
 # a count is reused for at least TYPE_COUNT_TTL_S, or ten times as long as it took.
-TYPE_COUNT_MAX_JOBS = 200_000
 TYPE_COUNT_TTL_S = 3.0
 TYPE_COUNT_DUTY = 10
 PREVIEW_CHARS = 120
@@ -337,18 +336,10 @@ class TypeCounter:
             started = time.monotonic()
             if started < self._cached.valid_until:
                 return self._cached.by_type
-            by_type = None if total_jobs > TYPE_COUNT_MAX_JOBS else self._count()
+            by_type = self.app.management.counts_by_type()
             took = time.monotonic() - started
             self._cached = TypeCounts(by_type, started + max(self.ttl_s, took * TYPE_COUNT_DUTY))
             return by_type
-
-    def _count(self) -> dict[str, dict[str, int]]:
-        counts: dict[str, dict[str, int]] = {}
-        for job in scan_jobs(self.app):
-            per = counts.setdefault(job.type, _zero_counts())
-            per[job.state.value] += 1
-            per["total"] += 1
-        return counts
 
 
 def _zero_counts() -> dict[str, int]:
@@ -380,7 +371,7 @@ def job_types(app: App, counts: Mapping[str, Mapping[str, int]] | None) -> list[
 def process_instance(app: App, process_instance_id: str, lister: JobLister) -> dict[str, Any]:
     """A process instance's revision, variables and jobs (raises NotFoundError)."""
     check_process_instance_id(process_instance_id)
-    revision, raw = app.store.read_variables(process_instance_id)
+    revision, priority, raw = app.store.read_process_instance(process_instance_id)
     try:
         variables: Any = jsonable(unpack(raw, "variables"))
         error = None
@@ -390,6 +381,7 @@ def process_instance(app: App, process_instance_id: str, lister: JobLister) -> d
     return {
         "id": process_instance_id,
         "revision": revision,
+        "priority": priority,
         "variables": variables,
         "variables_error": error,
         "jobs": [job_summary(job) for job in page.jobs],
