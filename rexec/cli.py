@@ -724,6 +724,12 @@ def _lazy(module_name: str, attribute: str, what: str) -> Any:
 )
 @strategy_options
 @click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="Serve this node's Prometheus metrics on this port (0: any free one).",
+)
+@click.option(
     "--namespace",
     envvar="REXEC_NAMESPACE",
     default=None,
@@ -748,6 +754,7 @@ def worker(
     lock_ms: int,
     shutdown_timeout: float,
     acquisition: str,
+    metrics_port: int | None,
     redis_url: str | None,
     namespace: str | None,
     **strategy: Any,
@@ -775,6 +782,7 @@ def worker(
         shutdown_timeout_s=shutdown_timeout,
         acquisition=acquisition,
         strategy=dict(strategy),
+        metrics_port=metrics_port,
     )
     click.get_current_context().exit(int(run_node(settings)))
 

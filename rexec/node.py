@@ -36,6 +36,14 @@ class Node:
         self._signals = 0
         self.restarted = 0
 
+    def _serve_metrics(self, port: int) -> None:
+        # Read from Redis like the cockpit does: the runtime never imports it.
+        from rexec.prometheus import serve_metrics
+
+        app = load_app(self.settings)
+        server = serve_metrics(app, port, node=self.node_id)
+        log.info("node %s: Prometheus metrics on port %d", self.node_id, server.port)
+
     def _start(self, index: int) -> None:
         process = self._context.Process(
             target=worker_process_main,
@@ -62,6 +70,8 @@ class Node:
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
+        if self.settings.metrics_port is not None:
+            self._serve_metrics(self.settings.metrics_port)
         for index in range(self.settings.processes):
             self._start(index)
         log.info(

@@ -32,6 +32,7 @@ class WorkerSettings:
     node_id: str | None = None
     queue_size: int | None = None
     metrics_interval_s: float = 1.0
+    metrics_port: int | None = None
 
     def __post_init__(self) -> None:
         if ":" not in self.app_path or self.app_path.startswith(":"):

@@ -317,3 +317,32 @@ def test_a_hanging_handler_times_out_and_frees_its_slot(cluster: Cluster) -> Non
     job = app.management.get_job(hung)
     assert job is not None and "JobTimeoutError" in (job.exception or "")
     assert "300 ms" in (job.exception or "")
+
+
+# -- 11. a node's own Prometheus endpoint ---------------------------------------------------
+
+
+def test_worker_metrics_port_serves_the_nodes_counters(cluster: Cluster) -> None:
+    import socket
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    cluster.start_node(processes=1, concurrency=2, metrics_port=port, metrics_interval_s=0.2)
+    cluster.wait_for_workers(1)
+    cluster.app.enqueue_many([{"type": "work", "payload": i, "exclusive": False} for i in range(5)])
+
+    def scrape() -> str:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as reply:
+                return str(reply.read().decode())
+        except OSError:
+            return ""
+
+    text = cluster.wait_for(
+        lambda: (t := scrape()) and "rexec_job_successful_total" in t and " 5.0" in t and t,
+        "the node's /metrics to count 5 successful jobs",
+    )
+    line = next(x for x in text.splitlines() if x.startswith("rexec_job_successful_total{"))
+    assert f'namespace="{cluster.namespace}"' in line and line.endswith(" 5.0")
