@@ -373,7 +373,9 @@ def render(console: Console, result: dict[str, Any]) -> None:
 
 @click.command("bench")
 @click.argument(
-    "which", type=click.Choice(["store", "drain", "latency", "cluster", "all"]), default="all"
+    "which",
+    type=click.Choice(["store", "drain", "latency", "cluster", "soak", "all"]),
+    default="all",
 )
 @click.option(
     "--redis-url", envvar="REXEC_REDIS_URL", default=None, help="Use this Redis (an empty one)."
@@ -413,6 +415,20 @@ def render(console: Console, result: dict[str, Any]) -> None:
     show_default=True,
     type=click.IntRange(10, 100_000),
     help="latency: jobs to time.",
+)
+@click.option(
+    "--duration",
+    default=3600.0,
+    show_default=True,
+    type=click.FloatRange(10, 7 * 86_400),
+    help="soak: seconds to run.",
+)
+@click.option(
+    "--rate",
+    default=2000,
+    show_default=True,
+    type=click.IntRange(1, 1_000_000),
+    help="soak: jobs enqueued per second.",
 )
 def bench_command(  # noqa: PLR0917 - one parameter per click option
     which: str,
