@@ -69,6 +69,7 @@ class Report:
     acquisition_attempts: int = 0
     jobs_acquired: int = 0
     locking_failures: int = 0
+    conflicted_attempts: int = 0
     lock_expiries: int = 0
     classes: dict[str, ClassReport] = field(default_factory=dict)
     node_share: dict[str, float] = field(default_factory=dict)
@@ -86,7 +87,8 @@ class Report:
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        data["locking_failure_rate"] = round(self.failure_rate, 4)
+        data["attempts_with_locking_failure_rate"] = round(self.failure_rate, 4)
+        data["lost_lock_rate"] = round(self.lost_lock_rate, 4)
         data["jobs_acquired_per_attempt"] = round(self.acquired_per_attempt, 2)
         return data
 
@@ -250,6 +252,7 @@ class Scenario:
             r.acquisition_attempts = stats[m.ACQUISITION_ATTEMPT]["total"]
             r.jobs_acquired = stats[m.ACQUIRED_SUCCESS]["total"]
             r.locking_failures = stats[m.ACQUIRED_FAILURE]["total"]
+            r.conflicted_attempts = stats[m.ATTEMPT_CONFLICTED]["total"]
             r.lock_expiries = stats.get("lock-expired", {}).get("total", 0)
             left = self.app.management.counts()["total"]
             r.committed = r.jobs - left
@@ -374,7 +377,7 @@ def render_report(console: Console, r: Report) -> None:
     console.print(
         f"acquisition: {r.acquisition_attempts} attempts, {r.jobs_acquired} jobs acquired "
         f"({r.acquired_per_attempt:.1f} per attempt), {r.locking_failures} locking failures "
-        f"({r.failure_rate:.1%} of attempts)"
+        f"({r.lost_lock_rate:.1%} of the jobs tried; {r.failure_rate:.1%} of attempts lost one)"
     )
     console.print(
         "share of work per node: " + ", ".join(f"{n} {s:.0%}" for n, s in r.node_share.items())
@@ -391,7 +394,8 @@ def render_comparison(console: Console, reports: list[Report]) -> None:
     table = Table(title="the same midnight workload, three ways", header_style="bold")
     for col in (
         "acquisition",
-        "locking failures / attempts",
+        "attempts losing a lock",
+        "jobs tried, lost",
         "jobs per attempt",
         "drain time",
         "VIP p95 wait",
@@ -403,6 +407,7 @@ def render_comparison(console: Console, reports: list[Report]) -> None:
         table.add_row(
             r.label,
             f"{r.failure_rate:.1%}",
+            f"{r.lost_lock_rate:.1%}",
             f"{r.acquired_per_attempt:.1f}",
             f"{r.drain_s:.2f} s",
             f"{r.classes['vip'].wait_p95_ms:,.0f} ms",

@@ -26,6 +26,9 @@ FAILED = "job-failed"
 LOCKED_EXCLUSIVE = "job-locked-exclusive"
 COMMIT_REFUSED = "job-commit-refused"
 COMMIT_CONFLICT = "job-commit-conflict"
+# Acquisition attempts that lost at least one job to another worker: the "wasted"
+# cycles of Camunda's backoff post (not one of Camunda's own counter names).
+ATTEMPT_CONFLICTED = "job-acquisition-conflicted"
 COUNTERS = (
     ACQUISITION_ATTEMPT,
     ACQUIRED_SUCCESS,
@@ -36,6 +39,7 @@ COUNTERS = (
     LOCKED_EXCLUSIVE,
     COMMIT_REFUSED,
     COMMIT_CONFLICT,
+    ATTEMPT_CONFLICTED,
 )
 PICKUP_LATENCY = "pickup-latency"
 EXECUTION_TIME = "execution-time"

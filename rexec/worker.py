@@ -233,6 +233,8 @@ class Worker:
                         self._held[job.id] = job
                 self.metrics.add(m.ACQUIRED_SUCCESS, len(acquired.jobs))
             self.metrics.add(m.ACQUIRED_FAILURE, acquired.failed_to_lock)
+            if acquired.failed_to_lock:
+                self.metrics.add(m.ATTEMPT_CONFLICTED)
             rejected = self._dispatch(acquired.batches)
             self.metrics.add(m.EXECUTION_REJECTED, len(rejected))
             self._rejected = rejected
