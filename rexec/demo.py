@@ -77,9 +77,15 @@ class Report:
 
     @property
     def failure_rate(self) -> float:
-        return (
-            self.locking_failures / self.acquisition_attempts if self.acquisition_attempts else 0.0
-        )
+        """Share of acquisition attempts that lost at least one job to another worker."""
+        attempts = self.acquisition_attempts
+        return self.conflicted_attempts / attempts if attempts else 0.0
+
+    @property
+    def lost_lock_rate(self) -> float:
+        """Share of the jobs workers tried to lock that another worker got first."""
+        tried = self.locking_failures + self.jobs_acquired
+        return self.locking_failures / tried if tried else 0.0
 
     @property
     def acquired_per_attempt(self) -> float:
