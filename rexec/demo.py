@@ -398,15 +398,15 @@ def render_report(console: Console, r: Report) -> None:
 
 def render_comparison(console: Console, reports: list[Report]) -> None:
     table = Table(title="the same midnight workload, three ways", header_style="bold")
+    table.add_column("acquisition", no_wrap=True)
     for col in (
-        "acquisition",
-        "attempts losing a lock",
-        "jobs tried, lost",
-        "jobs per attempt",
-        "drain time",
-        "VIP p95 wait",
+        "attempts lost a lock",
+        "locks lost",
+        "jobs/attempt",
+        "drain",
+        "VIP p95",
         "lost",
-        "ran twice",
+        "twice",
     ):
         table.add_column(col, justify="right")
     for r in reports:
@@ -424,9 +424,9 @@ def render_comparison(console: Console, reports: list[Report]) -> None:
 
 
 COMPARE_RUNS = (
-    ("optimistic, no backoff (Camunda 7.3)", "optimistic", False),
-    ("optimistic + backoff (Camunda 7.4)", "optimistic", True),
-    ("atomic Lua + backoff (rexec)", "atomic", True),
+    ("optimistic (Camunda 7.3)", "optimistic", False),
+    ("optimistic+backoff (7.4)", "optimistic", True),
+    ("atomic+backoff (rexec)", "atomic", True),
 )
 
 
