@@ -374,7 +374,7 @@ def render(console: Console, result: dict[str, Any]) -> None:
 @click.command("bench")
 @click.argument(
     "which",
-    type=click.Choice(["store", "drain", "latency", "cluster", "soak", "all"]),
+    type=click.Choice(["store", "drain", "latency", "cluster", "soak", "chaos", "all"]),
     default="all",
 )
 @click.option(
@@ -430,6 +430,21 @@ def render(console: Console, result: dict[str, Any]) -> None:
     type=click.IntRange(1, 1_000_000),
     help="soak: jobs enqueued per second.",
 )
+@click.option(
+    "--chaos-jobs",
+    default=20_000,
+    show_default=True,
+    type=click.IntRange(100, 10_000_000),
+    help="chaos: jobs to drain while processes and Redis are killed.",
+)
+@click.option(
+    "--chaos-seconds",
+    default=60.0,
+    show_default=True,
+    type=click.FloatRange(5, 86_400),
+    help="chaos: seconds of disruptions.",
+)
+@click.option("--seed", default=None, type=int, help="chaos: random seed, to repeat a run.")
 def bench_command(  # noqa: PLR0917 - one parameter per click option
     which: str,
     redis_url: str | None,
@@ -441,13 +456,30 @@ def bench_command(  # noqa: PLR0917 - one parameter per click option
     samples: int,
     duration: float,
     rate: int,
+    chaos_jobs: int,
+    chaos_seconds: float,
+    seed: int | None,
 ) -> None:
     """Measure rexec on this machine: store, drain, latency, cluster, soak, or all.
 
-    ``all`` runs store, drain, latency and cluster; ``soak`` (an hour by default) runs
+    ``all`` runs store, drain, latency and cluster; ``soak`` (an hour by default) and
+    ``chaos`` (kills processes and Redis while 20,000 jobs drain, on its own Redis) run
     only when asked for."""
     console = Console(stderr=True)
     chosen = ["store", "drain", "latency", "cluster"] if which == "all" else [which]
+    if which == "chaos":
+        from rexec.chaos import ChaosConfig, render_report, run_chaos
+
+        report = run_chaos(
+            ChaosConfig(jobs=chaos_jobs, duration_s=chaos_seconds, seed=seed),
+            console=None if as_json else console,
+        )
+        if not as_json:
+            render_report(console, report)
+        click.echo(orjson.dumps(report, option=orjson.OPT_INDENT_2, default=str).decode())
+        if report.get("violations"):
+            raise SystemExit(1)
+        return
     results = []
     with redis_for_demo(redis_url) as url:
         for name in chosen:

@@ -29,6 +29,7 @@ COMMIT_CONFLICT = "job-commit-conflict"
 # Acquisition attempts that lost at least one job to another worker: the "wasted"
 # cycles of Camunda's backoff post (not one of Camunda's own counter names).
 ATTEMPT_CONFLICTED = "job-acquisition-conflicted"
+LOCK_LOST_UNSTARTED = "job-lock-lost-unstarted"
 COUNTERS = (
     ACQUISITION_ATTEMPT,
     ACQUIRED_SUCCESS,
@@ -40,6 +41,7 @@ COUNTERS = (
     COMMIT_REFUSED,
     COMMIT_CONFLICT,
     ATTEMPT_CONFLICTED,
+    LOCK_LOST_UNSTARTED,
 )
 PICKUP_LATENCY = "pickup-latency"
 EXECUTION_TIME = "execution-time"

@@ -34,6 +34,7 @@ class Node:
         self._processes: dict[int, BaseProcess] = {}
         self._restarts: dict[int, int] = {}
         self._signals = 0
+        self._asked_to_stop: set[int] = set()  # workers that were running at the signal
         self.restarted = 0
 
     def _serve_metrics(self, port: int) -> None:
@@ -60,6 +61,7 @@ class Node:
             log.info("node %s: stopping (signal %d)", self.node_id, signum)
             for process in self._processes.values():
                 if process.pid is not None and process.is_alive():
+                    self._asked_to_stop.add(process.pid)
                     os.kill(process.pid, signal.SIGTERM)
         else:
             log.warning("node %s: second signal, stopping at once", self.node_id)
@@ -112,7 +114,13 @@ class Node:
                 process.kill()
                 process.join(5)
                 code = 1
-            elif process.exitcode not in (0, None) and self._signals == 1:
+            elif (
+                process.exitcode not in (0, None)
+                and self._signals == 1
+                and process.pid in self._asked_to_stop
+            ):
+                # A worker that was asked to stop and failed to; one that had died before
+                # the signal (and waited for its restart) does not make the stop unclean.
                 code = 1
         log.info("node %s: stopped", self.node_id)
         return code

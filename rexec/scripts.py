@@ -35,6 +35,7 @@ SCRIPT_NAMES = (
     "optimistic_lock",
     "commit",
     "retire_workers",
+    "reclaim",
 )
 
 

@@ -372,6 +372,11 @@ class Store:
         batches = [[parse_record(_text(i), rec, lock_now, payload)] for i, rec, payload in rows]
         return AcquiredJobs(batches, int(failed), int(lock_now), next_due_ms, int(reclaimed))
 
+    def reclaim_expired_locks(self, cap: int = DEFAULT_RECLAIM_CAP) -> int:
+        """Unlocks jobs whose lock expired; returns how many (acquisition does this too)."""
+        reclaimed: int = self._run("reclaim", [cap, self.keys.wake_channel])  # type: ignore[assignment]
+        return reclaimed
+
     def complete(self, job: Job) -> None:
         """Commits a finished job: removes it, if still locked by its owner at its
         revision; else raises OptimisticLockingError and changes nothing."""

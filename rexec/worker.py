@@ -122,6 +122,7 @@ class Worker:
         self._running: dict[int, tuple[Job, float, deque[Job], int]] = {}
         self._running_lock = threading.Lock()
         self._abandoned: set[int] = set()
+        self._lost: set[str] = set()  # held jobs whose lock renewal was refused
         handled = frozenset(app.definitions)
         self._lockable_types = handled & set(settings.types) if settings.types else handled
 
@@ -371,6 +372,9 @@ class Worker:
                         self._give_back(list(pending))
                         break
                     job = pending.popleft()
+                    if self._lost and job.id in self._lost:
+                        self._forget(job)
+                        continue
                     self._start_timer(me, job, pending, slots)
                     outcome, ctx = self._execute(job)
                     if not self._stop_timer(me):
@@ -571,6 +575,7 @@ class Worker:
         with self._held_lock:
             for outcome in outcomes:
                 self._held.pop(outcome.job.id, None)
+                self._lost.discard(outcome.job.id)
 
     def _record_failure(self, outcome: Outcome) -> None:
         definition = outcome.definition
@@ -590,6 +595,13 @@ class Worker:
         if not isinstance(error, Exception):
             log.warning("%s: job %s raised %r", self.id, outcome.job.id, error)
 
+    def _forget(self, job: Job) -> None:
+        """Drops a job we no longer own, unstarted."""
+        self._lost.discard(job.id)
+        self.metrics.add(m.LOCK_LOST_UNSTARTED)
+        with self._held_lock:
+            self._held.pop(job.id, None)
+
     def _give_back(self, jobs: list[Job]) -> None:
         if not jobs:
             return
@@ -608,6 +620,7 @@ class Worker:
             renew_every = min(renew_every, 0.05)  # timeouts are checked on this tick
         next_flush = time.monotonic() + self.settings.metrics_interval_s
         next_retire = time.monotonic() + RETIRE_EVERY_S * (0.5 + random.random())
+        next_reclaim = 0.0
         expires: dict[str, int] = {}
         while not self._abort.wait(renew_every):
             self._expire_timeouts()
@@ -616,6 +629,10 @@ class Worker:
                 if time.monotonic() >= next_flush:
                     next_flush = time.monotonic() + self.settings.metrics_interval_s
                     self._flush_metrics()
+                if self._rejected and time.monotonic() >= next_reclaim:
+                    # Saturated workers do not acquire; expired locks must not wait.
+                    next_reclaim = time.monotonic() + max(0.25, lock_ms / 4000)
+                    self.store.reclaim_expired_locks()
                 if time.monotonic() >= next_retire:
                     next_retire = time.monotonic() + RETIRE_EVERY_S
                     m.retire_stale_workers(self.store)
@@ -641,7 +658,10 @@ class Worker:
             if status is Status.OK:
                 expires[job.id] = new_expiry
             else:
+                # Taken over while we held it (we stalled past its lock): if it has not
+                # started here yet, it will not; another worker owns it now.
                 expires.pop(job.id, None)
+                self._lost.add(job.id)
 
     def _flush_metrics(self) -> None:
         now = int(time.time() * 1000) + self._clock_offset_ms

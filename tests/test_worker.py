@@ -346,3 +346,14 @@ def test_worker_metrics_port_serves_the_nodes_counters(cluster: Cluster) -> None
     )
     line = next(x for x in text.splitlines() if x.startswith("rexec_job_successful_total{"))
     assert f'namespace="{cluster.namespace}"' in line and line.endswith(" 5.0")
+
+
+# -- 12. a worker dead at the stop signal does not make the stop unclean ----------------------
+
+
+def test_sigterm_while_a_worker_awaits_its_restart_exits_zero(cluster: Cluster) -> None:
+    node = cluster.start_node(processes=2, concurrency=1)
+    pids = cluster.wait_for_workers(2)
+    os.kill(min(pids), signal.SIGKILL)
+    time.sleep(0.05)  # dead, its restart pending (the first restart waits 0.1 s)
+    assert cluster.stop_node(node) == 0, cluster.node_logs()
