@@ -2,13 +2,13 @@
 acquisition does first; for workers too busy to acquire, so that recovery does not
 wait for someone's next acquisition.
 KEYS: the namespace keys (includes/keys.lua)
-ARGV[1] the most locks to reclaim; [2] wake channel
+ARGV[1] wake channel; [2] the most locks to reclaim
 Reply: the number of locks reclaimed
 ]]
 -- @include keys
 -- @include now_ms
 -- @include reclaim_expired
 
-local reclaimed = reclaim_expired(now_ms(), tonumber(ARGV[1]))
-if reclaimed > 0 then redis.call('PUBLISH', ARGV[2], '1') end
+local reclaimed = reclaim_expired(now_ms(), tonumber(ARGV[2]))
+if reclaimed > 0 then redis.call('PUBLISH', ARGV[1], '1') end
 return reclaimed

@@ -374,7 +374,7 @@ class Store:
 
     def reclaim_expired_locks(self, cap: int = DEFAULT_RECLAIM_CAP) -> int:
         """Unlocks jobs whose lock expired; returns how many (acquisition does this too)."""
-        reclaimed: int = self._run("reclaim", [cap, self.keys.wake_channel])  # type: ignore[assignment]
+        reclaimed: int = self._run("reclaim", [self.keys.wake_channel, cap])  # type: ignore[assignment]
         return reclaimed
 
     def complete(self, job: Job) -> None:

@@ -410,6 +410,7 @@ class TestWorker:
                 "backoff_decrease_threshold": 100,
                 "base_num_jobs": 7,
             },
+            "metrics_port": None,
         }
 
     def test_bad_worker_options(self, run: Run) -> None:
