@@ -27,7 +27,9 @@ Reply: {now, next due ms or -1, reclaimed, parked, batches}; a batch is a flat l
 local owner, n, lock_ms = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local lo, hi, xcap = ARGV[4], ARGV[5], tonumber(ARGV[6])
 local now = now_ms()
-promote_due(now, tonumber(ARGV[7]))
+-- Promote in step with what is taken: a midnight burst is promoted over many calls,
+-- highest priority first, instead of making the first acquisition pay for all of it.
+promote_due(now, math.min(tonumber(ARGV[7]), 4 * n + 100))
 local reclaimed = reclaim_expired(now, tonumber(ARGV[8]))
 local types = active_types({unpack(ARGV, 9)})
 local allowed = {}

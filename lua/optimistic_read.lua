@@ -16,7 +16,7 @@ Reply: {now, next due ms or -1, reclaimed, {id, revision, id, revision, ...}}
 
 local n, lo, hi = tonumber(ARGV[1]), ARGV[2], ARGV[3]
 local now = now_ms()
-promote_due(now, tonumber(ARGV[4]))
+promote_due(now, math.min(tonumber(ARGV[4]), 4 * n + 100))
 local reclaimed = reclaim_expired(now, tonumber(ARGV[5]))
 local types = active_types({unpack(ARGV, 6)})
 local found, seen_pi = {}, {}
