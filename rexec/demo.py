@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import statistics
+import sys
 import time
 import uuid
 from collections import Counter, defaultdict
@@ -492,7 +493,7 @@ def demo_command(  # noqa: PLR0917 - one parameter per click option
     timeout: float,
 ) -> None:
     """The midnight scenario: 50,000 jobs due at once on a local cluster, live."""
-    console = Console(stderr=as_json)
+    console = Console(stderr=as_json, width=None if sys.stdout.isatty() else 120)
     runs = COMPARE_RUNS if compare else (("rexec", acquisition, not no_backoff),)
     reports: list[Report] = []
     with redis_for_demo(redis_url) as url:
