@@ -15,7 +15,7 @@ from rexec.errors import ConfigurationError, ProcessInstanceNotFoundError, Valid
 from rexec.management import Management
 from rexec.priority import PriorityRule, ProcessPriority, process_priority, rule_priority
 from rexec.retry import DEFAULT_RETRY_CYCLE, RetryCycle
-from rexec.store import NewJob, Store, check_process_instance_id
+from rexec.store import NewJob, Store, check_acquisition, check_process_instance_id
 
 Handler = Callable[..., Any]
 F = TypeVar("F", bound=Handler)
@@ -61,10 +61,7 @@ class App:
         history_max_len: int = 0,
         history_ttl_ms: int = 0,
     ) -> None:
-        if acquisition not in ("atomic", "optimistic"):
-            raise ValidationError(
-                f"acquisition must be 'atomic' or 'optimistic', got {acquisition!r}"
-            )
+        check_acquisition(acquisition)
         self.redis_url = redis_url or os.environ.get("REXEC_REDIS_URL") or None
         self.namespace = namespace or os.environ.get("REXEC_NAMESPACE") or "default"
         self.acquisition = acquisition

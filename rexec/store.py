@@ -74,6 +74,15 @@ class NewJob:
         ]
 
 
+ACQUISITION_MODES = ("atomic", "optimistic")
+
+
+def check_acquisition(mode: object) -> str:
+    if mode not in ACQUISITION_MODES:
+        raise ValidationError(f"acquisition must be 'atomic' or 'optimistic', got {mode!r}")
+    return str(mode)
+
+
 def check_process_instance_id(value: object) -> str:
     if not isinstance(value, str) or not value or "|" in value or len(value) > 200:
         raise ValidationError(f"not a process instance id: {value!r}")
@@ -193,10 +202,7 @@ class Store:
         history_max_len: int = 0,
         history_ttl_ms: int = 0,
     ) -> None:
-        if acquisition not in ("atomic", "optimistic"):
-            raise ValidationError(
-                f"acquisition must be 'atomic' or 'optimistic', got {acquisition!r}"
-            )
+        check_acquisition(acquisition)
         for name, value in (
             ("history_max_len", history_max_len),
             ("history_ttl_ms", history_ttl_ms),
@@ -435,13 +441,8 @@ class Store:
 
     def read_variables(self, process_instance_id: str) -> tuple[int, bytes]:
         """A process instance's revision and msgpack variables, read together."""
-        pipe = self.client.pipeline(transaction=True)
-        pipe.hget(self.keys.pis, process_instance_id)
-        pipe.hget(self.keys.vars, process_instance_id)
-        record, raw = pipe.execute()
-        if record is None:
-            raise ProcessInstanceNotFoundError(f"no process instance {process_instance_id!r}")
-        return int(_text(record).split("|", 1)[0]), raw or b"\x80"
+        revision, _, raw = self.read_process_instance(process_instance_id)
+        return revision, raw
 
     def complete_many(self, jobs: Sequence[Job]) -> list[Status]:
         """Commits several jobs of one owner in one call; a status per job."""
