@@ -9,6 +9,7 @@ Workers announce themselves in ``workers`` (id -> JSON) with a heartbeat in
 from __future__ import annotations
 
 import threading
+from bisect import bisect_left
 from collections import Counter
 from typing import Any
 
@@ -51,37 +52,43 @@ HEARTBEAT_STALE_MS = 10_000
 RETIRE_AFTER_MS = 60_000  # a worker silent this long is gone: fold its counts in
 
 
+class _Histogram:
+    """Bucket counts, sum and count of one histogram (bounds: LATENCY_BUCKETS_MS)."""
+
+    __slots__ = ("buckets", "count", "names", "sum_ms")
+
+    def __init__(self, name: str) -> None:
+        self.names = (*(f"{name}-le-{b}" for b in LATENCY_BUCKETS_MS), f"{name}-gt-10000")
+        self.buckets = [0] * len(self.names)
+        self.count = 0
+        self.sum_ms = 0.0
+
+
 class WorkerMetrics:
-    """Thread-safe in-memory counts of one worker process, flushed to Redis."""
+    """Thread-safe in-memory counts of one worker process, flushed to Redis. Counting is
+    on every job's path, so it is a few integer additions under one lock."""
 
     def __init__(self, worker_id: str) -> None:
         self.worker_id = worker_id
         self._lock = threading.Lock()
         self._pending: Counter[str] = Counter()
-        self.totals: Counter[str] = Counter()
+        self._histograms = {name: _Histogram(name) for name in (PICKUP_LATENCY, EXECUTION_TIME)}
+        self.totals: Counter[str] = Counter()  # everything flushed so far
 
     def add(self, name: str, amount: int = 1) -> None:
         if amount:
             with self._lock:
                 self._pending[name] += amount
-                self.totals[name] += amount
 
     def observe(self, histogram: str, value_ms: float) -> None:
         """Counts one observation in ``<histogram>-le-<bound>`` (or ``-gt-10000``),
         ``<histogram>-count`` and ``<histogram>-sum-ms``."""
-        bucket = f"{histogram}-gt-10000"
-        for bound in LATENCY_BUCKETS_MS:
-            if value_ms <= bound:
-                bucket = f"{histogram}-le-{bound}"
-                break
+        index = bisect_left(LATENCY_BUCKETS_MS, value_ms)
+        h = self._histograms[histogram]
         with self._lock:
-            for name, amount in (
-                (bucket, 1),
-                (f"{histogram}-count", 1),
-                (f"{histogram}-sum-ms", round(value_ms)),
-            ):
-                self._pending[name] += amount
-                self.totals[name] += amount
+            h.buckets[index] += 1
+            h.count += 1
+            h.sum_ms += value_ms
 
     def pickup_latency(self, latency_ms: int) -> None:
         self.observe(PICKUP_LATENCY, latency_ms)
@@ -89,11 +96,26 @@ class WorkerMetrics:
     def execution_time(self, duration_ms: float) -> None:
         self.observe(EXECUTION_TIME, duration_ms)
 
-    def flush(self, pipe: redis.client.Pipeline, keys: Keys) -> None:
-        """Queues the counts since the last flush on ``pipe``."""
+    def take(self) -> Counter[str]:
+        """The counts since the last take, histograms spelled out as counters."""
         with self._lock:
             pending, self._pending = self._pending, Counter()
-        for name, amount in pending.items():
+            for name, h in self._histograms.items():
+                for bucket, n in zip(h.names, h.buckets, strict=True):
+                    if n:
+                        pending[bucket] += n
+                if h.count:
+                    pending[f"{name}-count"] += h.count
+                    pending[f"{name}-sum-ms"] += round(h.sum_ms)
+                h.buckets = [0] * len(h.names)
+                h.count = 0
+                h.sum_ms = 0.0
+        self.totals.update(pending)
+        return pending
+
+    def flush(self, pipe: redis.client.Pipeline, keys: Keys) -> None:
+        """Queues the counts since the last flush on ``pipe``."""
+        for name, amount in self.take().items():
             pipe.hincrby(keys.metrics, f"{self.worker_id}|{name}", amount)
 
 
