@@ -13,6 +13,7 @@ Reply: {now, next due ms or -1, reclaimed, parked, batches}; a batch is a flat l
 {id, record, payload or nil, id, record, payload or nil, ...}
 ]]
 -- @include keys
+-- @include arg_int
 -- @include now_ms
 -- @include num
 -- @include decode_job
@@ -24,8 +25,10 @@ Reply: {now, next due ms or -1, reclaimed, parked, batches}; a batch is a flat l
 -- @include key_in_range
 -- @include call_chunked
 
-local owner, n, lock_ms = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local lo, hi, xcap = ARGV[4], ARGV[5], tonumber(ARGV[6])
+local owner, n, lock_ms = ARGV[1], arg_int(2, 0, 1000000), arg_int(3, 1, 86400000)
+local lo, hi, xcap = ARGV[4], ARGV[5], arg_int(6, 1, 1000000)
+arg_int(7, 1, 10000000)
+arg_int(8, 1, 10000000)
 local now = now_ms()
 -- Promote in step with what is taken: a midnight burst is promoted over many calls,
 -- highest priority first, instead of making the first acquisition pay for all of it.

@@ -20,16 +20,17 @@ local ids = {}
 local history_len, history_ttl = tonumber(ARGV[3]), tonumber(ARGV[4])
 for i = 5, #ARGV, 2 do ids[#ids + 1] = ARGV[i] end
 local records = redis.call('HMGET', K.jobs, unpack(ids))
-local statuses, done = {}, {}
+local statuses, done, seen = {}, {}, {}
 local woke = false
 for k, id in ipairs(ids) do
   local j = decode_job(records[k])
-  if not j then
-    statuses[k] = 1
+  if not j or seen[id] then
+    statuses[k] = 1  -- gone, or listed twice (the first one committed it)
   elseif j.o ~= owner or j.v ~= tonumber(ARGV[4 + 2 * k]) then
     statuses[k] = 2
   else
     statuses[k] = 0
+    seen[id] = true
     done[#done + 1] = id
     record_history(id, j, 'completed', history_len)
     if is_pi_exclusive(j) then

@@ -8,6 +8,7 @@ Reply: id of the first job; the others follow in order (ids are consecutive).
 Errors: 'REXEC:PI_NOT_FOUND <pi>'; nothing is written then.
 ]]
 -- @include keys
+-- @include arg_int
 -- @include now_ms
 -- @include encode_job
 -- @include place_job
@@ -15,7 +16,23 @@ Errors: 'REXEC:PI_NOT_FOUND <pi>'; nothing is written then.
 -- @include scheduled_member
 -- @include call_chunked
 
-local n = tonumber(ARGV[2])
+local n = arg_int(2, 1, 100000)
+if #ARGV ~= 2 + 7 * n then return redis.error_reply('REXEC:BAD_ARGUMENT expected 7 fields per job') end
+for i = 0, n - 1 do
+  local base = 3 + i * 7
+  local pk, due, x = ARGV[base + 1], ARGV[base + 2], ARGV[base + 4]
+  arg_int(base + 3, 1, 1000000)
+  if ARGV[base] == '' or string.find(ARGV[base], '|', 1, true) then
+    return redis.error_reply('REXEC:BAD_ARGUMENT job type ' .. ARGV[base])
+  end
+  if pk ~= '' and not string.match(pk, '^%x%x%x%x%x%x%x%x%x%x%x%x%x%x%x%x$') then
+    return redis.error_reply('REXEC:BAD_ARGUMENT priority key ' .. pk)
+  end
+  if due ~= '' and not string.match(due, '^%+?%d+$') then
+    return redis.error_reply('REXEC:BAD_ARGUMENT due ' .. due)
+  end
+  if x ~= '0' and x ~= '1' then return redis.error_reply('REXEC:BAD_ARGUMENT exclusive ' .. x) end
+end
 local now = now_ms()
 local pi_keys = {}
 for i = 0, n - 1 do

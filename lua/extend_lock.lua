@@ -4,11 +4,12 @@ ARGV[1] owner; [2] lock_ms; then pairs: job id, revision
 Reply: {new expiry ms, status per job (0 extended, 1 no such job, 2 lock lost)...}
 ]]
 -- @include keys
+-- @include arg_int
 -- @include now_ms
 -- @include check_owner
 -- @include encode_job
 
-local expires = now_ms() + tonumber(ARGV[2])
+local expires = now_ms() + arg_int(2, 1, 86400000)
 local reply = {expires}
 for i = 3, #ARGV, 2 do
   local id = ARGV[i]

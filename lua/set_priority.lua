@@ -12,6 +12,9 @@ Reply: one status per job: 0 changed, 1 no such job (or not of that type)
 -- @include unplace_job
 
 local pk, only_type = ARGV[1], ARGV[2]
+if not string.match(pk, '^%x%x%x%x%x%x%x%x%x%x%x%x%x%x%x%x$') then
+  return redis.error_reply('REXEC:BAD_ARGUMENT priority key ' .. pk)
+end
 local now = now_ms()
 local statuses = {}
 for i = 3, #ARGV do

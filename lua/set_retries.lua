@@ -5,13 +5,14 @@ ARGV[1] wake channel; [2] retries; [3..] job ids
 Reply: one status per job: 0 done, 1 no such job
 ]]
 -- @include keys
+-- @include arg_int
 -- @include now_ms
 -- @include decode_job
 -- @include encode_job
 -- @include place_job
 -- @include unplace_job
 
-local retries = tonumber(ARGV[2])
+local retries = arg_int(2, 0, 1000000)
 local now = now_ms()
 local statuses = {}
 local woke = false

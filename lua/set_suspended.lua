@@ -12,6 +12,7 @@ Reply: one status per job: 0 changed, 1 no such job (or not of that type), 3 alr
 -- @include unplace_job
 
 local flag, only_type = ARGV[2], ARGV[3]
+if flag ~= '0' and flag ~= '1' then return redis.error_reply('REXEC:BAD_ARGUMENT flag ' .. flag) end
 local now = now_ms()
 local statuses = {}
 local woke = false

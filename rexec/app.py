@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 import redis
 
-from rexec.codec import check_ms, check_priority, check_type, pack, unpack
+from rexec.codec import check_ms, check_priority, check_type, pack, unpack, variables_dict
 from rexec.errors import ConfigurationError, ProcessInstanceNotFoundError, ValidationError
 from rexec.management import Management
 from rexec.priority import PriorityRule, ProcessPriority, process_priority, rule_priority
@@ -191,6 +191,9 @@ class App:
         """Creates many jobs in pipelined chunks; returns their ids in order. Every spec
         is checked before anything is written."""
         specs = list(specs)
+        for spec in specs:
+            if not isinstance(spec, Mapping):
+                raise ValidationError(f"a job spec is a mapping, got {type(spec).__name__}")
         variables: dict[str, Mapping[str, Any]] = {}
         rules_need = {
             spec.get("process_instance_id")
@@ -250,6 +253,8 @@ class App:
     ) -> str:
         """Creates a process instance with its variables; ``priority`` (an int or a
         function of the variables) is the default priority of its jobs."""
+        if variables is not None and not isinstance(variables, Mapping):
+            raise ValidationError(f"variables are a mapping, got {type(variables).__name__}")
         variables = dict(variables or {})
         if not all(isinstance(name, str) for name in variables):
             raise ValidationError("variable names must be strings")
@@ -265,6 +270,8 @@ class App:
         """Creates many process instances in one pipeline; returns their ids in order."""
         prepared = []
         for one in variables:
+            if not isinstance(one, Mapping):
+                raise ValidationError(f"variables are a mapping, got {type(one).__name__}")
             values = dict(one)
             if not all(isinstance(name, str) for name in values):
                 raise ValidationError("variable names must be strings")
@@ -276,8 +283,7 @@ class App:
         raw: bytes | None = self.client.hget(self.store.keys.vars, process_instance_id)  # type: ignore[assignment]
         if raw is None:
             raise ProcessInstanceNotFoundError(f"no process instance {process_instance_id!r}")
-        value = unpack(raw, "variables")
-        return dict(value)
+        return variables_dict(unpack(raw, "variables"), process_instance_id)
 
 
 def connect(url: str) -> redis.Redis:

@@ -65,6 +65,10 @@ class CliError(click.ClickException):
 
 
 def _describe(exc: BaseException) -> str:
+    if isinstance(exc, redis.AuthenticationError):
+        return f"Redis refused the credentials in the URL: {exc}"
+    if isinstance(exc, redis.exceptions.NoPermissionError):
+        return f"Redis refused: this user lacks a permission rexec needs: {exc}"
     if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
         return f"cannot reach Redis: {exc}"
     if isinstance(exc, redis.RedisError):

@@ -86,3 +86,12 @@ def unpack(data: bytes, what: str = "payload") -> Any:
         return msgpack.unpackb(data, raw=False, strict_map_key=False)
     except Exception as exc:  # msgpack raises several unrelated types on bad input
         raise PayloadError(f"{what} is not valid msgpack: {exc}") from exc
+
+
+def variables_dict(value: Any, process_instance_id: str) -> dict[str, Any]:
+    """Stored variables are a msgpack map; anything else is a corrupt instance."""
+    if not isinstance(value, dict):
+        raise PayloadError(
+            f"variables of process instance {process_instance_id!r} are not a msgpack map"
+        )
+    return value

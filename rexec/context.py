@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from rexec.codec import check_type, pack, unpack
+from rexec.codec import check_type, pack, unpack, variables_dict
 from rexec.errors import ValidationError
 from rexec.job import Job
 from rexec.store import Effects, NewBranch, NewJob
@@ -66,7 +66,7 @@ class JobContext:
                 self._variables = {}
             else:
                 self._revision, raw = self.app.store.read_variables(pi)
-                self._variables = dict(unpack(raw, "variables"))
+                self._variables = variables_dict(unpack(raw, "variables"), pi)
         return {**self._variables, **self._changes}
 
     def set_variable(self, name: str, value: Any) -> None:

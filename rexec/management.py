@@ -11,7 +11,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from rexec.codec import check_priority, check_type, priority_from_key, priority_key, unpack
+from rexec.codec import (
+    check_priority,
+    check_type,
+    priority_from_key,
+    priority_key,
+    unpack,
+    variables_dict,
+)
 from rexec.errors import ValidationError
 from rexec.job import Job, JobState
 from rexec.status import Status, raise_for_status
@@ -110,7 +117,7 @@ class Management:
             "id": process_instance_id,
             "revision": revision,
             "priority": priority,
-            "variables": dict(unpack(raw, "variables")),
+            "variables": variables_dict(unpack(raw, "variables"), process_instance_id),
         }
 
     def jobs(

@@ -18,6 +18,9 @@ import time
 from multiprocessing.process import BaseProcess
 from types import FrameType
 
+import redis
+
+from rexec.errors import ConfigurationError
 from rexec.settings import WorkerSettings, load_app
 from rexec.worker import worker_process_main
 
@@ -131,7 +134,16 @@ def run_node(settings: WorkerSettings) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     app = load_app(settings)  # fail fast on a bad APP, and pin the embedded Redis URL
     settings = dataclasses.replace(settings, redis_url=app.resolved_url(), namespace=app.namespace)
-    app.close()
+    try:
+        app.client.ping()
+    except redis.AuthenticationError as exc:
+        # Wrong credentials do not heal by retrying: say so and stop (an unreachable
+        # Redis, by contrast, is waited for by the workers' backoff).
+        raise ConfigurationError(f"Redis refused the credentials in the URL: {exc}") from exc
+    except redis.RedisError:
+        pass
+    finally:
+        app.close()
     return Node(settings).run()
 
 

@@ -36,6 +36,10 @@ SCRIPT_NAMES = (
     "commit",
     "retire_workers",
     "reclaim",
+    "check_read",
+    "check_repair",
+    "check_pilocks",
+    "check_joins",
 )
 
 

@@ -306,6 +306,10 @@ class Store:
         return replies
 
     def start_process_instance(self, variables_raw: bytes, priority: int | None = None) -> str:
+        if not isinstance(variables_raw, bytes):
+            raise ValidationError(
+                "variables are msgpack bytes (App.start_process_instance packs them)"
+            )
         pk = "" if priority is None else priority_key(priority)
         return _text(self._run("start_process", [pk, variables_raw]))  # type: ignore[arg-type]
 
@@ -430,6 +434,7 @@ class Store:
     def read_process_instance(self, process_instance_id: str) -> tuple[int, int | None, bytes]:
         """A process instance's revision, own priority (None if it has none) and msgpack
         variables, read together."""
+        check_process_instance_id(process_instance_id)
         pipe = self.client.pipeline(transaction=True)
         pipe.hget(self.keys.pis, process_instance_id)
         pipe.hget(self.keys.vars, process_instance_id)
@@ -530,6 +535,7 @@ class Store:
 
     def get_jobs(self, job_ids: Sequence[str]) -> list[Job]:
         """The jobs that still exist among ``job_ids``, in that order."""
+        job_ids = self._ids(job_ids)
         if not job_ids:
             return []
         pipe = self.client.pipeline(transaction=False)
@@ -547,6 +553,12 @@ class Store:
             if record is not None
         ]
 
+    @staticmethod
+    def _ids(job_ids: Sequence[str]) -> list[str]:
+        if isinstance(job_ids, str | bytes):
+            raise ValidationError("job ids are given as a list of strings")
+        return [check_job_id(job_id) for job_id in job_ids]
+
     def _statuses(self, script: str, args: Sequence[bytes | str | int]) -> list[Status]:
         return [Status(s) for s in self._run(script, args)]  # type: ignore[attr-defined]
 
@@ -554,36 +566,48 @@ class Store:
         self, job_ids: Sequence[str], priority: int, *, only_type: str = ""
     ) -> list[Status]:
         """Re-sorts jobs under a new priority (only those of ``only_type`` if given)."""
-        if not job_ids:
+        ids = self._ids(job_ids)
+        if only_type:
+            check_type(only_type)
+        if not ids:
             return []
-        return self._statuses("set_priority", [priority_key(priority), only_type, *job_ids])
+        return self._statuses("set_priority", [priority_key(priority), only_type, *ids])
 
     def set_suspended(
         self, job_ids: Sequence[str], suspended: bool, *, only_type: str = ""
     ) -> list[Status]:
         """Suspends or activates jobs; UNCHANGED for those already so."""
-        if not job_ids:
+        ids = self._ids(job_ids)
+        if only_type:
+            check_type(only_type)
+        if not ids:
             return []
         flag = "1" if suspended else "0"
-        return self._statuses("set_suspended", [self.keys.wake_channel, flag, only_type, *job_ids])
+        return self._statuses("set_suspended", [self.keys.wake_channel, flag, only_type, *ids])
 
     def set_retries(self, job_ids: Sequence[str], retries: int) -> list[Status]:
         if isinstance(retries, bool) or not isinstance(retries, int):
             raise ValidationError(f"retries must be an integer, got {retries!r}")
         if not 0 <= retries <= MAX_RETRIES:
             raise ValidationError(f"retries must be 0..{MAX_RETRIES}, got {retries}")
-        if not job_ids:
+        ids = self._ids(job_ids)
+        if not ids:
             return []
-        return self._statuses("set_retries", [self.keys.wake_channel, retries, *job_ids])
+        return self._statuses("set_retries", [self.keys.wake_channel, retries, *ids])
 
     def delete(self, job_ids: Sequence[str]) -> list[Status]:
-        if not job_ids:
+        ids = self._ids(job_ids)
+        if not ids:
             return []
-        return self._statuses("delete_job", [self.keys.wake_channel, *job_ids])
+        return self._statuses("delete_job", [self.keys.wake_channel, *ids])
 
     def scan_job_ids(self, job_type: str | None = None, count: int = 1000) -> Iterable[list[str]]:
         """Every job id (of one type), in chunks, without blocking Redis: HSCAN over
         the job records. May repeat an id; the operations it feeds are idempotent."""
+        if job_type is not None:
+            check_type(job_type)
+        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 100_000:
+            raise ValidationError(f"count must be 1..100000, got {count!r}")
         cursor = 0
         prefix = None if job_type is None else (job_type + "|").encode()
         while True:
@@ -607,9 +631,15 @@ def check_owner(owner: object) -> str:
 
 
 def _owner_of(jobs: Sequence[Job]) -> str:
+    for job in jobs:
+        if not isinstance(job, Job):
+            raise ValidationError(f"expected a Job, got {type(job).__name__}")
+        check_job_id(job.id)
+        if isinstance(job.revision, bool) or not isinstance(job.revision, int):
+            raise ValidationError(f"job {job.id}: revision must be an integer")
     owner = jobs[0].lock_owner
     if owner is None or any(job.lock_owner != owner for job in jobs):
         raise OptimisticLockingError(
             "these jobs are not locked (by one owner): acquire them before committing"
         )
-    return owner
+    return check_owner(owner)
