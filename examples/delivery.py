@@ -61,6 +61,7 @@ def schedule_delivery(ctx: JobContext, payload: Any) -> None:
     variables = ctx.variables
     assert variables["reserved"] and variables["charged"]  # the join saw both branches
     say(f"  delivery scheduled for {customer(ctx)} (priority {ctx.job.priority})")
+    ctx.end_process_instance()  # the order is done: nothing of it stays in Redis
 
 
 @app.job("newsletter", priority=5, exclusive=False)

@@ -11,7 +11,8 @@ ARGV[1] wake channel; [2] owner; [3] job id; [4] revision; [5] lock_ms;
 [11] number of joins J, then 8 fields each: branches to wait for, and the join job's
     creation fields (type, priority key, due, retries, exclusive, pi, payload);
 then the number of new jobs M, then 9 fields each: the creation fields, the join it is a
-    branch of (1..J, or 0), and '1' to lock it at once for the owner
+    branch of (1..J, or 0), and '1' to lock it at once for the owner;
+last: '1' to end the job's process instance (its record and variables go), else '0'
 Reply: {status, {id, record, payload or nil, ...}} with status 0 committed, 1 no such
 job, 2 lock lost, 4 variables changed since they were read, 5 a new job names a process
 instance that does not exist (nothing is written unless the status is 0)
@@ -87,6 +88,11 @@ for k = 1, tonumber(ARGV[at]) do
   elseif place_job(new_id, nj, now) == 'ready' then
     woke = true
   end
+end
+-- Ending the process instance (Camunda's end event): its record and variables go.
+if ARGV[at + 1 + tonumber(ARGV[at]) * 9] == '1' and j.pi ~= '' then
+  redis.call('HDEL', K.pis, j.pi)
+  redis.call('HDEL', K.vars, j.pi)
 end
 -- The job itself: gone, its instance released (after any follow-up took its lock),
 -- and, if it was a branch, arrived at its join.

@@ -278,6 +278,12 @@ class App:
             prepared.append((pack(values, "variables"), process_priority(priority, values)))
         return self.store.start_process_instances(prepared)
 
+    def end_process_instance(self, process_instance_id: str) -> bool:
+        """Removes a process instance (record and variables); False if there was none.
+        A handler ends its own instance with ``ctx.end_process_instance()`` instead, which
+        happens atomically with its job's completion."""
+        return self.store.end_process_instance(process_instance_id)
+
     def get_variables(self, process_instance_id: str) -> dict[str, Any]:
         check_process_instance_id(process_instance_id)
         raw: bytes | None = self.client.hget(self.store.keys.vars, process_instance_id)  # type: ignore[assignment]

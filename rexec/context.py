@@ -26,6 +26,7 @@ class JobContext:
 
     __slots__ = (
         "_changes",
+        "_end",
         "_jobs",
         "_joins",
         "_revision",
@@ -53,6 +54,7 @@ class JobContext:
         self._changes: dict[str, Any] = {}
         self._joins: list[tuple[int, NewJob]] = []
         self._jobs: list[NewBranch] = []
+        self._end = False
 
     # -- variables ------------------------------------------------------------------------
 
@@ -129,13 +131,26 @@ class JobContext:
         )
         return NewBranch(job, join, lock_now)
 
+    def end_process_instance(self) -> None:
+        """Ends this job's process instance when the job completes (Camunda's end
+        event): its record and variables are removed in the same commit, so finished
+        processes leave nothing behind."""
+        if self.job.process_instance_id is None:
+            raise ValidationError(f"job {self.job.id} has no process instance to end")
+        self._end = True
+
     # -- for the worker ------------------------------------------------------------------
 
     def effects(self) -> Effects:
         """Everything the handler asked for, ready for ``Store.commit``."""
+        pi = self.job.process_instance_id
+        if self._end and any(new.job.process_instance_id == pi for new in self._jobs):
+            raise ValidationError(
+                f"job {self.job.id} ends process instance {pi!r} and also creates jobs in it"
+            )
         variables_pi = None
         raw = b""
-        if self._changes:
+        if self._changes and not self._end:
             assert self._variables is not None
             variables_pi = self.job.process_instance_id
             raw = pack({**self._variables, **self._changes}, "variables")
@@ -145,4 +160,5 @@ class JobContext:
             variables_raw=raw,
             joins=tuple(self._joins),
             jobs=tuple(self._jobs),
+            end_instance=self._end,
         )

@@ -115,10 +115,13 @@ class Effects:
     variables_raw: bytes = b""
     joins: tuple[tuple[int, NewJob], ...] = ()  # (branches to wait for, the join job)
     jobs: tuple[NewBranch, ...] = ()
+    end_instance: bool = False
 
     @property
     def empty(self) -> bool:
-        return self.variables_pi is None and not self.joins and not self.jobs
+        return (
+            self.variables_pi is None and not self.joins and not self.jobs and not self.end_instance
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -415,6 +418,7 @@ class Store:
         args.append(len(effects.jobs))
         for new in effects.jobs:
             args += (*new.job.script_args(), new.join, "1" if new.lock_now else "0")
+        args.append("1" if effects.end_instance else "0")
         reply: list[Any] = self._run("commit", args)  # type: ignore[assignment]
         status, locked = reply
         if status == Status.PI_NOT_FOUND:
@@ -430,6 +434,16 @@ class Store:
             parse_record(_text(locked[i]), locked[i + 1], now, locked[i + 2])
             for i in range(0, len(locked), 3)
         ]
+
+    def end_process_instance(self, process_instance_id: str) -> bool:
+        """Removes a process instance's record and variables; False if it did not exist.
+        Jobs still naming it can no longer read its variables."""
+        check_process_instance_id(process_instance_id)
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hdel(self.keys.pis, process_instance_id)
+        pipe.hdel(self.keys.vars, process_instance_id)
+        existed, _ = pipe.execute()
+        return bool(existed)
 
     def read_process_instance(self, process_instance_id: str) -> tuple[int, int | None, bytes]:
         """A process instance's revision, own priority (None if it has none) and msgpack

@@ -206,3 +206,33 @@ def test_releasing_an_instance_by_failure_wakes_workers(app: App) -> None:
         assert message is not None and message["type"] == "message"
     finally:
         pubsub.close()
+
+
+def test_ending_the_instance_removes_it_with_the_last_job(app: App) -> None:
+    from rexec import ProcessInstanceNotFoundError, ValidationError
+    from rexec.check import check
+
+    pi = app.start_process_instance({"order": 1})
+    app.enqueue("finish", process_instance_id=pi)
+    (job,) = take(app)
+    ctx = ctx_for(app, job)
+    ctx.set_variable("done", True)
+    ctx.enqueue("audit", process_instance_id=None, exclusive=False)  # elsewhere: allowed
+    ctx.end_process_instance()
+    app.store.commit(job, ctx.effects())
+    with pytest.raises(ProcessInstanceNotFoundError):
+        app.get_variables(pi)
+    assert app.client.hexists(app.store.keys.pis, pi) == 0
+    assert [j.type for j in app.management.jobs()] == ["audit"]
+    assert check(app.store) == []
+
+    other = app.start_process_instance()
+    app.enqueue("step", process_instance_id=other)
+    (step,) = app.store.acquire_jobs("w", 1, lock_ms=5000, types=["step"]).jobs
+    wrong = ctx_for(app, step)
+    wrong.enqueue("next")  # in the same instance
+    wrong.end_process_instance()
+    with pytest.raises(ValidationError):
+        wrong.effects()
+    assert app.end_process_instance(other) is True
+    assert app.end_process_instance(other) is False
