@@ -115,9 +115,15 @@ if #ids > 0 then
       payload_of[id] = payloads[i]
       hset[#hset + 1] = id
       hset[#hset + 1] = rec
-      zadd[#zadd + 1] = expires
       zadd[#zadd + 1] = id
     end
+  end
+  -- Every lock has the same expiry, so `locked` orders them by id. Added in descending
+  -- order, each lands first; in a small (listpack) set that spares a scan per insert.
+  table.sort(zadd, function(a, b) return a > b end)
+  for i = #zadd, 1, -1 do
+    zadd[2 * i] = zadd[i]
+    zadd[2 * i - 1] = expires
   end
   if #hset > 0 then
     call_chunked('HSET', K.jobs, hset)
