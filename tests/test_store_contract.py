@@ -130,10 +130,10 @@ class TestLocking:
 
     def test_extend_lock_keeps_the_job(self, store: Store) -> None:
         store.enqueue([NewJob("a")])
-        job = store.acquire_jobs("w", 1, lock_ms=150).jobs[0]
-        for _ in range(3):
-            time.sleep(0.08)
-            expires = store.extend_lock(job, 150)
+        job = store.acquire_jobs("w", 1, lock_ms=400).jobs[0]
+        for _ in range(5):  # 0.5 s in all: longer than the first lock
+            time.sleep(0.1)
+            expires = store.extend_lock(job, 400)
         assert store.acquire_jobs("w2", 1, lock_ms=1000).batches == []
         assert store.get_job(job.id).lock_expires_ms == expires  # type: ignore[union-attr]
         store.complete(job)
