@@ -21,6 +21,7 @@ calls for in this index, or nil.
 -- @include scheduled_member
 -- @include pi_member
 -- @include is_pi_exclusive
+-- @include expected_member
 
 -- A record the scripts can work with: decoded, with numeric due, retries and revision.
 local function usable(raw)
@@ -51,17 +52,6 @@ local function member_id(index, m)
   end
   if not key or #key < 30 then return false end
   return string.sub(key, 30)
-end
-
--- The member job `id` with record `j` has in `index` when it is filed there, or false.
-local function expected_member(index, id, j)
-  if index == 'locked' or index == 'incidents' then return id end
-  if index == 'pijobs' then
-    if is_pi_exclusive(j) then return pi_member(id, j) end
-    return false
-  end
-  if index == 'scheduled' then return scheduled_member(id, j) end
-  return ready_member(id, j)
 end
 
 local what = ARGV[1]

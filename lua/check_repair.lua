@@ -23,6 +23,7 @@ be read, else 'locked', 'incident', 'suspended', 'scheduled', 'ready' or 'parked
 -- @include scheduled_member
 -- @include pi_member
 -- @include is_pi_exclusive
+-- @include expected_member
 -- @include place_job
 -- @include unplace_job
 -- @include arrive_at_join
@@ -33,16 +34,6 @@ local function usable(raw)
   local j = decode_job(raw)
   if j and j.d and j.r and j.v then return j end
   return nil
-end
-
-local function expected_member(index, id, j)
-  if index == 'locked' or index == 'incidents' then return id end
-  if index == 'pijobs' then
-    if is_pi_exclusive(j) then return pi_member(id, j) end
-    return false
-  end
-  if index == 'scheduled' then return scheduled_member(id, j) end
-  return ready_member(id, j)
 end
 
 local function zrem(index, m)

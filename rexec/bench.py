@@ -27,6 +27,7 @@ from rexec.app import App
 from rexec.bench_app import stamp_key
 from rexec.cluster import LocalCluster
 from rexec.demo import Scenario, redis_for_demo
+from rexec.options import redis_url_option
 from rexec.settings import WorkerSettings
 from rexec.store import AcquireOptions, NewJob, Store
 
@@ -377,9 +378,7 @@ def render(console: Console, result: dict[str, Any]) -> None:
     type=click.Choice(["store", "drain", "latency", "cluster", "soak", "chaos", "all"]),
     default="all",
 )
-@click.option(
-    "--redis-url", envvar="REXEC_REDIS_URL", default=None, help="Use this Redis (an empty one)."
-)
+@redis_url_option("Use this Redis (an empty one).")
 @click.option("--json", "as_json", is_flag=True, help="Print only JSON.")
 @click.option(
     "--big",

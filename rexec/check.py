@@ -53,6 +53,7 @@ import redis
 from redis.commands.core import Script
 
 from rexec.keys import SCRIPT_KEY_NAMES
+from rexec.options import namespace_option, redis_url_option
 from rexec.scripts import flatten
 from rexec.status import translate_script_error
 from rexec.store import Store
@@ -772,21 +773,8 @@ def _table(title: str, violations: Sequence[Violation]) -> Any:
     "--repair", "do_repair", is_flag=True, help="Repair what can be repaired without losing a job."
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
-@click.option(
-    "--namespace",
-    envvar="REXEC_NAMESPACE",
-    default="default",
-    show_default=True,
-    show_envvar=True,
-    help="Namespace of the jobs.",
-)
-@click.option(
-    "--redis-url",
-    envvar="REXEC_REDIS_URL",
-    default=None,
-    show_envvar=True,
-    help="Redis URL (redis://, rediss://, unix://); default: the embedded Redis.",
-)
+@namespace_option()
+@redis_url_option()
 def check_command(*, do_repair: bool, as_json: bool, namespace: str, redis_url: str | None) -> None:
     """Verify the data model's invariants in a namespace; with --repair, fix what can be
     fixed without losing a job. Exit code 1 when violations remain."""

@@ -34,6 +34,7 @@ from rexec.app import App
 from rexec.codec import check_priority, check_type
 from rexec.errors import ConfigurationError, JobNotFoundError, PayloadError, RexecError
 from rexec.job import Job, JobState
+from rexec.options import APP_URL_HELP, namespace_option, redis_url_option
 
 ENQUEUE_PROGRESS_CHUNK = 10_000
 APP_PATH_RE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
@@ -111,21 +112,8 @@ NEGATIVE_ARGS = {"ignore_unknown_options": True}
 def with_app(fn: Callable[..., None]) -> Callable[..., None]:
     """Adds ``--redis-url`` and ``--namespace`` and passes an open App as first argument."""
 
-    @click.option(
-        "--namespace",
-        envvar="REXEC_NAMESPACE",
-        default="default",
-        show_default=True,
-        show_envvar=True,
-        help="Namespace of the jobs.",
-    )
-    @click.option(
-        "--redis-url",
-        envvar="REXEC_REDIS_URL",
-        default=None,
-        show_envvar=True,
-        help="Redis URL (redis://, rediss://, unix://); default: the embedded Redis.",
-    )
+    @namespace_option()
+    @redis_url_option()
     @functools.wraps(fn)
     def command(*args: Any, redis_url: str | None, namespace: str, **kwargs: Any) -> None:
         with App(redis_url, namespace=namespace) as app:
@@ -733,20 +721,8 @@ def _lazy(module_name: str, attribute: str, what: str) -> Any:
     default=None,
     help="Serve this node's Prometheus metrics on this port (0: any free one).",
 )
-@click.option(
-    "--namespace",
-    envvar="REXEC_NAMESPACE",
-    default=None,
-    show_envvar=True,
-    help="Namespace of the jobs; default: the app's.",
-)
-@click.option(
-    "--redis-url",
-    envvar="REXEC_REDIS_URL",
-    default=None,
-    show_envvar=True,
-    help="Redis URL; default: the app's, else the embedded Redis.",
-)
+@namespace_option(from_app=True)
+@redis_url_option(APP_URL_HELP)
 def worker(
     *,
     app_path: str,

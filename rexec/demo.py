@@ -33,6 +33,7 @@ from rexec import metrics as m
 from rexec import scenario
 from rexec.app import App
 from rexec.cluster import LocalCluster
+from rexec.options import namespace_option, redis_url_option
 from rexec.redis_server import RedisServer, RedisServerConfig
 from rexec.settings import WorkerSettings
 
@@ -432,12 +433,7 @@ COMPARE_RUNS = (
 
 
 @click.command("demo")
-@click.option(
-    "--redis-url",
-    envvar="REXEC_REDIS_URL",
-    default=None,
-    help="Use this Redis instead of an embedded one.",
-)
+@redis_url_option("Use this Redis instead of an embedded one.")
 @click.option("--nodes", default=4, show_default=True, type=click.IntRange(1, 64))
 @click.option(
     "--processes",
@@ -526,8 +522,8 @@ def demo_command(  # noqa: PLR0917 - one parameter per click option
 
 
 @click.command("demo-load")
-@click.option("--redis-url", envvar="REXEC_REDIS_URL", default=None, help="Redis to load.")
-@click.option("--namespace", envvar="REXEC_NAMESPACE", default="default", show_default=True)
+@redis_url_option("Redis to load.")
+@namespace_option()
 @click.option("--jobs", default=50_000, show_default=True, type=click.IntRange(100, 10_000_000))
 @click.option(
     "--lead-ms",

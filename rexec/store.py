@@ -568,9 +568,12 @@ class Store:
         ]
 
     @staticmethod
-    def _ids(job_ids: Sequence[str]) -> list[str]:
+    def _ids(job_ids: Sequence[str], only_type: str = "") -> list[str]:
+        """The ids, checked (and the type filter, if any): before anything is sent."""
         if isinstance(job_ids, str | bytes):
             raise ValidationError("job ids are given as a list of strings")
+        if only_type:
+            check_type(only_type)
         return [check_job_id(job_id) for job_id in job_ids]
 
     def _statuses(self, script: str, args: Sequence[bytes | str | int]) -> list[Status]:
@@ -580,9 +583,7 @@ class Store:
         self, job_ids: Sequence[str], priority: int, *, only_type: str = ""
     ) -> list[Status]:
         """Re-sorts jobs under a new priority (only those of ``only_type`` if given)."""
-        ids = self._ids(job_ids)
-        if only_type:
-            check_type(only_type)
+        ids = self._ids(job_ids, only_type)
         if not ids:
             return []
         return self._statuses("set_priority", [priority_key(priority), only_type, *ids])
@@ -591,9 +592,7 @@ class Store:
         self, job_ids: Sequence[str], suspended: bool, *, only_type: str = ""
     ) -> list[Status]:
         """Suspends or activates jobs; UNCHANGED for those already so."""
-        ids = self._ids(job_ids)
-        if only_type:
-            check_type(only_type)
+        ids = self._ids(job_ids, only_type)
         if not ids:
             return []
         flag = "1" if suspended else "0"

@@ -9,6 +9,8 @@ import ipaddress
 
 import click
 
+from rexec.options import APP_URL_HELP, namespace_option, redis_url_option
+
 TOKEN_ENV = "REXEC_COCKPIT_TOKEN"
 
 
@@ -40,20 +42,8 @@ def is_loopback(host: str) -> bool:
     show_envvar=True,
     help="Bearer token the API requires; needed to bind to anything but loopback.",
 )
-@click.option(
-    "--namespace",
-    envvar="REXEC_NAMESPACE",
-    default=None,
-    show_envvar=True,
-    help="Namespace of the jobs; default: the app's, else 'default'.",
-)
-@click.option(
-    "--redis-url",
-    envvar="REXEC_REDIS_URL",
-    default=None,
-    show_envvar=True,
-    help="Redis URL; default: the app's, else the embedded Redis.",
-)
+@namespace_option(from_app=True)
+@redis_url_option(APP_URL_HELP)
 @click.option("--access-log", is_flag=True, help="Log every HTTP request.")
 def cockpit_command(
     *,

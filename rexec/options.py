@@ -1,0 +1,41 @@
+"""Command-line options shared by every rexec command that talks to Redis."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
+
+EMBEDDED_HELP = "Redis URL (redis://, rediss://, unix://); default: the embedded Redis."
+APP_URL_HELP = "Redis URL; default: the app's, else the embedded Redis."
+
+
+def redis_url_option(help: str = EMBEDDED_HELP) -> Decorator:
+    """``--redis-url``, from ``REXEC_REDIS_URL``; None means the embedded Redis."""
+    return click.option(
+        "--redis-url", envvar="REXEC_REDIS_URL", default=None, show_envvar=True, help=help
+    )
+
+
+def namespace_option(*, from_app: bool = False) -> Decorator:
+    """``--namespace``, from ``REXEC_NAMESPACE``: ``default`` unless ``from_app``, where
+    None leaves it to the app being loaded."""
+    if from_app:
+        return click.option(
+            "--namespace",
+            envvar="REXEC_NAMESPACE",
+            default=None,
+            show_envvar=True,
+            help="Namespace of the jobs; default: the app's, else 'default'.",
+        )
+    return click.option(
+        "--namespace",
+        envvar="REXEC_NAMESPACE",
+        default="default",
+        show_default=True,
+        show_envvar=True,
+        help="Namespace of the jobs.",
+    )
