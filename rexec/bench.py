@@ -29,7 +29,7 @@ from rexec.cluster import LocalCluster
 from rexec.demo import Scenario, redis_for_demo
 from rexec.options import redis_url_option
 from rexec.settings import WorkerSettings
-from rexec.store import AcquireOptions, NewJob, Store
+from rexec.store import DEFAULT_EXCLUSIVE_CAP, AcquireOptions, NewJob, Store
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -64,6 +64,50 @@ def timed_calls(call: Callable[[], object], count: int) -> list[float]:
         call()
         times.append((time.perf_counter() - started) * 1000)
     return times
+
+
+def redis_time_us(client: redis.Redis) -> int:
+    """Microseconds Redis spent running commands so far (INFO commandstats)."""
+    stats: dict[str, dict[str, Any]] = client.info("commandstats")
+    return sum(int(entry["usec"]) for entry in stats.values())
+
+
+def bench_one_instance(
+    client: redis.Redis, console: Console, *, ready: int = 100_000
+) -> dict[str, Any]:
+    """Redis time of one batch's acquire + complete when one process instance has
+    ``ready`` exclusive jobs ready: each call pays for its batch (and the parked jobs it
+    releases), never for the instance's whole backlog."""
+    ns = fresh_namespace("bench-store")
+    app = App.with_client(client, namespace=ns)
+    pi = app.start_process_instance()
+    console.print(f"store: {ready:,} ready exclusive jobs of one process instance ...")
+    for start in range(0, ready, 20_000):
+        app.enqueue_many(
+            [{"type": "noop", "process_instance_id": pi} for _ in range(min(20_000, ready - start))]
+        )
+    store = app.store
+    options = AcquireOptions(lock_ms=600_000)
+    acquire_us, complete_us, sizes = [], [], []
+    for _ in range(20):
+        before = redis_time_us(client)
+        acquired = store.acquire_jobs("bench", DEFAULT_EXCLUSIVE_CAP, options=options)
+        middle = redis_time_us(client)
+        store.complete_many(acquired.jobs)
+        after = redis_time_us(client)
+        acquire_us.append(middle - before)
+        complete_us.append(after - middle)
+        sizes.append(len(acquired.jobs))
+    drop_namespace(client, ns)
+    total = [a + c for a, c in zip(acquire_us, complete_us, strict=True)]
+    return {
+        "ready_jobs": ready,
+        "batch_jobs_median": statistics.median(sizes),
+        "acquire_redis_ms_median": round(statistics.median(acquire_us) / 1000, 3),
+        "complete_redis_ms_median": round(statistics.median(complete_us) / 1000, 3),
+        "batch_redis_ms_median": round(statistics.median(total) / 1000, 3),
+        "batch_redis_ms_max": round(max(total) / 1000, 3),
+    }
 
 
 def enqueue_plain(store: Store, count: int, **fields: Any) -> None:
@@ -117,7 +161,11 @@ def bench_store(url: str, big: int, console: Console) -> dict[str, Any]:
     assert holder.batches
     drop_namespace(client, ns)
 
-    # 3. bulk enqueue
+    # 3. one batch of a process instance with 100,000 ready exclusive jobs: Redis time
+    # (INFO commandstats) of its acquire + complete, which must not grow with the backlog
+    results["one_instance_batch"] = bench_one_instance(client, console)
+
+    # 4. bulk enqueue
     ns = fresh_namespace("bench-store")
     app = App.with_client(client, namespace=ns)
     count = 200_000
@@ -127,7 +175,7 @@ def bench_store(url: str, big: int, console: Console) -> dict[str, Any]:
         app.enqueue_many(specs[start : start + 20_000])
     results["enqueue_jobs_per_s"] = round(count / (time.perf_counter() - started))
 
-    # 4. memory per queued job without payload
+    # 5. memory per queued job without payload
     client.memory_purge()
     before = int(client.info("memory")["used_memory"])
     ns2 = fresh_namespace("bench-store")
@@ -136,7 +184,7 @@ def bench_store(url: str, big: int, console: Console) -> dict[str, Any]:
     results["memory_bytes_per_queued_job"] = round((after - before) / 100_000)
     drop_namespace(client, ns2)
 
-    # 5. store-level acquire + complete, batches of 50, one process, no handler
+    # 6. store-level acquire + complete, batches of 50, one process, no handler
     store = app.store
     done = 0
     started = time.perf_counter()
