@@ -1,14 +1,15 @@
 --[[ acquire: the whole acquisition in one atomic call (SPEC §2).
-Promotes due jobs, reclaims expired locks, then locks up to n batches in order
-(priority desc, due asc, id asc): a plain job is a batch of one; an exclusive job of a
-process instance comes with the instance's other ready exclusive jobs (up to the cap),
-and locks the instance. Exclusive jobs met while their instance is locked are parked
-(moved out of the ready queue until the instance is released), so they are passed over
-once, not on every call.
+Promotes due jobs, reclaims expired locks, then locks up to n jobs in order (priority
+desc, due asc, id asc), as batches: a plain job is a batch of one; an exclusive job of a
+process instance comes with the instance's other ready exclusive jobs (up to the cap and
+to what is left of n), and locks the instance. Exclusive jobs met while their instance
+is locked are parked (moved out of the ready queue into parked until the instance is
+released), so they are passed over once, not on every call.
 KEYS: the namespace keys (includes/keys.lua)
-ARGV[1] owner; [2] n; [3] lock_ms; [4] lowest priority key allowed ('' = none: highest
-priority); [5] highest priority key allowed ('' = none); [6] exclusive batch cap;
-[7] promote cap; [8] reclaim cap; [9..] job types to take (none = all active types)
+ARGV[1] owner; [2] n, the most jobs to lock; [3] lock_ms; [4] lowest priority key allowed
+('' = none: highest priority); [5] highest priority key allowed ('' = none); [6] exclusive
+batch cap; [7] promote cap; [8] reclaim cap; [9..] job types to take (none = all active
+types)
 Reply: {now, next due ms or -1, reclaimed, parked, batches}; a batch is a flat list
 {id, record, payload or nil, id, record, payload or nil, ...}
 ]]
@@ -24,35 +25,68 @@ Reply: {now, next due ms or -1, reclaimed, parked, batches}; a batch is a flat l
 -- @include next_candidates
 -- @include key_in_range
 -- @include call_chunked
+-- @include read_chunked
 
 local owner, n, lock_ms = ARGV[1], arg_int(2, 0, 1000000), arg_int(3, 1, 86400000)
 local lo, hi, xcap = ARGV[4], ARGV[5], arg_int(6, 1, 1000000)
-arg_int(7, 1, 10000000)
-arg_int(8, 1, 10000000)
+local promote_cap, reclaim_cap = arg_int(7, 1, 10000000), arg_int(8, 1, 10000000)
+local filter = {}
+for i = 9, #ARGV do filter[#filter + 1] = ARGV[i] end
 local now = now_ms()
 -- Promote in step with what is taken: a midnight burst is promoted over many calls,
 -- highest priority first, instead of making the first acquisition pay for all of it.
-promote_due(now, math.min(tonumber(ARGV[7]), 4 * n + 100))
-local reclaimed = reclaim_expired(now, tonumber(ARGV[8]))
-local types = active_types({unpack(ARGV, 9)})
+promote_due(now, math.min(promote_cap, 4 * n + 100))
+local reclaimed = reclaim_expired(now, reclaim_cap)
+local types = active_types(filter)
 local allowed = {}
 for _, t in ipairs(types) do allowed[t] = true end
 
+-- Up to `limit` ready exclusive jobs of the (unlocked) instance `pi`, in order, taken out
+-- of pijobs and ready. Reads the instance's pijobs range page by page, so the cost is
+-- the batch (plus jobs of types or priorities this worker does not take), never the
+-- instance's whole backlog.
+local function take_instance_batch(pi, limit, taken)
+  local batch = {}
+  local first, last = '[' .. pi .. '|', '[' .. pi .. '|~'
+  local page = math.max(limit, 16)
+  while #batch < limit do
+    local pms = redis.call('ZRANGEBYLEX', K.pijobs, first, last, 'LIMIT', 0, page)
+    for _, pm in ipairs(pms) do
+      if #batch >= limit then break end
+      local key, jtype = string.match(pm, '^[^|]*|([^|]*)|([^|]*)$')
+      if key and allowed[jtype] and key_in_range(key, lo, hi) then
+        local id = string.sub(key, 30)
+        redis.call('ZREM', K.pijobs, pm)
+        redis.call('ZREM', K.parked, pm)
+        redis.call('ZREM', K.ready, jtype .. '|' .. key .. '|' .. pi)
+        taken[id] = true
+        batch[#batch + 1] = id
+      end
+    end
+    if #pms < page then break end
+    first = '(' .. pms[#pms]
+  end
+  return batch
+end
+
 -- 1. Choose: which jobs go into which batch. Nothing is locked yet.
 local chosen = {}      -- batches of job ids
+local count = 0        -- jobs in them
 local taken = {}       -- id -> true
-local locking_pi = {}  -- process instances this call locks -> number of their jobs
+local locking_pi = {}  -- process instances this call locks -> true
 local parked = 0
+local park = {}        -- ZADD arguments for parked
+local keep = {}        -- ZADD arguments for ready: handled candidates that stay ready
 local park_cap = 10000
-while #chosen < n and parked < park_cap do
-  local wanted = n - #chosen
+while count < n and parked < park_cap do
+  local wanted = n - count
   local cands = next_candidates(types, lo, hi, wanted)
   local parked_before = parked
   -- Per type, the candidates handled form a contiguous range of the ready queue: it is
   -- removed with one ZREMRANGEBYLEX rather than one ZREM each (a skiplist descent each).
   local first_of, last_of = {}, {}
   for _, c in ipairs(cands) do
-    if #chosen >= n then break end
+    if count >= n then break end
     if not first_of[c.t] then first_of[c.t] = c.m end
     last_of[c.t] = c.m
     if taken[c.id] then
@@ -60,25 +94,28 @@ while #chosen < n and parked < park_cap do
     elseif c.pi == '' then
       taken[c.id] = true
       chosen[#chosen + 1] = {c.id}
+      count = count + 1
     elseif locking_pi[c.pi] or redis.call('HEXISTS', K.pilocks, c.pi) == 1 then
-      parked = parked + 1  -- stays in pijobs until the instance is released
+      parked = parked + 1  -- stays in pijobs, and in parked, until the instance is released
+      park[#park + 1] = 0
+      park[#park + 1] = c.pi .. '|' .. c.key .. '|' .. c.t
     else
-      local batch = {}
-      local pms = redis.call('ZRANGEBYLEX', K.pijobs, '[' .. c.pi .. '|', '[' .. c.pi .. '|~')
-      for _, pm in ipairs(pms) do
-        if #batch >= xcap then break end
-        local key, jtype = string.match(pm, '^[^|]*|([^|]*)|([^|]*)$')
-        if allowed[jtype] and key_in_range(key, lo, hi) then
-          local id = string.sub(key, 30)
-          redis.call('ZREM', K.pijobs, pm)
-          redis.call('ZREM', K.ready, jtype .. '|' .. key .. '|' .. c.pi)
-          taken[id] = true
-          batch[#batch + 1] = id
-        end
-      end
+      local batch = take_instance_batch(c.pi, math.min(xcap, n - count), taken)
       if #batch > 0 then
         locking_pi[c.pi] = true
         chosen[#chosen + 1] = batch
+        count = count + #batch
+      end
+      if not taken[c.id] then
+        if #batch > 0 then
+          -- its instance is locked now, and it did not fit into the batch
+          parked = parked + 1
+          park[#park + 1] = 0
+          park[#park + 1] = c.pi .. '|' .. c.key .. '|' .. c.t
+        else
+          keep[#keep + 1] = 0
+          keep[#keep + 1] = c.m
+        end
       end
     end
   end
@@ -88,6 +125,8 @@ while #chosen < n and parked < park_cap do
   if #cands < wanted and parked == parked_before then break end
   if #cands == 0 then break end
 end
+if #park > 0 then call_chunked('ZADD', K.parked, park) end
+if #keep > 0 then call_chunked('ZADD', K.ready, keep) end
 
 -- 2. Lock every chosen job with a handful of bulk commands.
 local ids = {}
@@ -98,8 +137,8 @@ local batches = {}
 if #ids > 0 then
   local expires = now + lock_ms
   local expires_s = num(expires)
-  local records = redis.call('HMGET', K.jobs, unpack(ids))
-  local payloads = redis.call('HMGET', K.payloads, unpack(ids))
+  local records = read_chunked('HMGET', K.jobs, ids)
+  local payloads = read_chunked('HMGET', K.payloads, ids)
   local record_of, payload_of = {}, {}
   local hset, zadd = {}, {}
   local pi_locks = {}
@@ -129,7 +168,7 @@ if #ids > 0 then
     call_chunked('HSET', K.jobs, hset)
     call_chunked('ZADD', K.locked, zadd)
   end
-  for pi, count in pairs(pi_locks) do redis.call('HINCRBY', K.pilocks, pi, count) end
+  for pi, k in pairs(pi_locks) do redis.call('HINCRBY', K.pilocks, pi, k) end
   for _, batch in ipairs(chosen) do
     local flat = {}
     for _, id in ipairs(batch) do

@@ -12,7 +12,9 @@ or nil; the branches naming it; the id of the join job created, or nil
 -- @include now_ms
 -- @include num
 -- @include create_job
+-- @include arg_flag
 
+arg_flag(2)
 local JOIN_FIELDS = '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)$'
 
 local counted = {}

@@ -12,8 +12,11 @@ Reply: {pilocks[pi] as it was, or nil; its locked exclusive jobs; their distinct
 ]]
 -- @include keys
 -- @include num
+-- @include arg_flag
 -- @include decode_job
+-- @include call_chunked
 
+arg_flag(2)
 local pi = ARGV[3]
 local ids, seen = {}, {}
 local function consider(id)
@@ -48,13 +51,24 @@ if ARGV[2] == '1' and stored ~= wanted then
   if wanted then
     redis.call('HSET', K.pilocks, pi, wanted)
   else
+    -- Every ready exclusive job of the instance goes back to ready (whether it was
+    -- marked parked or not), as release_pi does for the parked ones.
     redis.call('HDEL', K.pilocks, pi)
-    local parked = redis.call('ZRANGEBYLEX', K.pijobs, '[' .. pi .. '|', '[' .. pi .. '|~')
-    for _, pm in ipairs(parked) do
+    local first, last = '[' .. pi .. '|', '[' .. pi .. '|~'
+    local members = redis.call('ZRANGEBYLEX', K.pijobs, first, last)
+    local ready = {}
+    for _, pm in ipairs(members) do
       local key, jtype = string.match(pm, '^[^|]*|([^|]*)|([^|]*)$')
-      if key then redis.call('ZADD', K.ready, 0, jtype .. '|' .. key .. '|' .. pi) end
+      if key then
+        ready[#ready + 1] = 0
+        ready[#ready + 1] = jtype .. '|' .. key .. '|' .. pi
+      end
     end
-    if #parked > 0 then redis.call('PUBLISH', ARGV[1], '1') end
+    redis.call('ZREMRANGEBYLEX', K.parked, first, last)
+    if #ready > 0 then
+      call_chunked('ZADD', K.ready, ready)
+      redis.call('PUBLISH', ARGV[1], '1')
+    end
   end
 end
 return {stored or false, count, owners, changed}

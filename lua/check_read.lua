@@ -3,13 +3,15 @@ one atomic call so that workers running meanwhile can never show it a job half-m
 Writes nothing.
 KEYS: the namespace keys (includes/keys.lua)
 ARGV[1] what to read: 'jobs' (then ARGV[2..] are job ids) or the index that ARGV[2..]
-are members of: 'ready', 'scheduled', 'suspended', 'pijobs', 'locked' or 'incidents'
-Reply: {now, flat list}. For 'jobs', 14 fields per id: its record or nil; payload present
+are members of: 'ready', 'scheduled', 'suspended', 'pijobs', 'parked', 'locked' or
+'incidents'
+Reply: {now, flat list}. For 'jobs', 15 fields per id: its record or nil; payload present
 and error present (0/1); the join it is a branch of, or nil; that join's count ('|n')
 and job fields ('|f'), or nil; then, only when the record can be read (else nil): its
-type is known (0/1); its score in ready, scheduled, suspended and pijobs under the
-members its record calls for (ready_member, scheduled_member, pi_member), in locked and
-in incidents (nil where absent); and pilocks of its process instance (nil when none).
+type is known (0/1; 0 too when type_jobs counts no job of that type); its score in
+ready, scheduled, suspended and pijobs under the members its record calls for
+(ready_member, scheduled_member, pi_member), in locked and in incidents (nil where
+absent); pilocks of its process instance (nil when none); its score in parked.
 For an index, 4 fields per member: its score, or nil when it is gone; the job id it
 names, or nil when it names none; that job's record, or nil; the member that record
 calls for in this index, or nil.
@@ -35,6 +37,7 @@ local function zscore(index, m)
   if index == 'scheduled' then return redis.call('ZSCORE', K.scheduled, m) end
   if index == 'suspended' then return redis.call('ZSCORE', K.suspended, m) end
   if index == 'pijobs' then return redis.call('ZSCORE', K.pijobs, m) end
+  if index == 'parked' then return redis.call('ZSCORE', K.parked, m) end
   if index == 'locked' then return redis.call('ZSCORE', K.locked, m) end
   return redis.call('ZSCORE', K.incidents, m)
 end
@@ -43,7 +46,7 @@ end
 local function member_id(index, m)
   if index == 'locked' or index == 'incidents' then return m end
   local key
-  if index == 'pijobs' then
+  if index == 'pijobs' or index == 'parked' then
     key = string.match(m, '^[^|]*|([^|]*)|[^|]*$')
   elseif index == 'scheduled' then
     key = string.match(m, '^([^|]*)|')
@@ -56,7 +59,7 @@ end
 
 local what = ARGV[1]
 local indexes = {ready = true, scheduled = true, suspended = true, pijobs = true,
-                 locked = true, incidents = true}
+                 parked = true, locked = true, incidents = true}
 if what ~= 'jobs' and not indexes[what] then
   return redis.error_reply('REXEC:BAD_ARGUMENT check_read cannot read ' .. tostring(what))
 end
@@ -83,7 +86,8 @@ if what == 'jobs' then
     local j = raw and usable(raw)
     if j then
       local m = ready_member(id, j)
-      add(redis.call('SISMEMBER', K.types, j.t))
+      local counted = tonumber(redis.call('HGET', K.type_jobs, j.t))
+      add(counted and counted < 1 and 0 or redis.call('SISMEMBER', K.types, j.t))
       add(redis.call('ZSCORE', K.ready, m))
       add(redis.call('ZSCORE', K.scheduled, scheduled_member(id, j)))
       add(redis.call('ZSCORE', K.suspended, m))
@@ -91,8 +95,9 @@ if what == 'jobs' then
       add(redis.call('ZSCORE', K.locked, id))
       add(redis.call('ZSCORE', K.incidents, id))
       add(j.pi ~= '' and redis.call('HGET', K.pilocks, j.pi))
+      add(is_pi_exclusive(j) and redis.call('ZSCORE', K.parked, pi_member(id, j)))
     else
-      for _ = 1, 8 do add(false) end
+      for _ = 1, 9 do add(false) end
     end
   end
 else

@@ -10,7 +10,7 @@ exists is dropped. A record the scripts cannot read is left alone.
 KEYS: the namespace keys (includes/keys.lua)
 ARGV[1] wake channel; then one group per job: [2] its id ('' for members that name no
 job), [3] the number k of its members to drop, then k pairs: index (ready, scheduled,
-suspended, pijobs, locked or incidents), member; the next job's group follows.
+suspended, pijobs, parked, locked or incidents), member; the next job's group follows.
 Reply: per job, where it is now: '' when its record is gone, 'bad' when the record cannot
 be read, else 'locked', 'incident', 'suspended', 'scheduled', 'ready' or 'parked'.
 ]]
@@ -41,6 +41,7 @@ local function zrem(index, m)
   if index == 'scheduled' then return redis.call('ZREM', K.scheduled, m) end
   if index == 'suspended' then return redis.call('ZREM', K.suspended, m) end
   if index == 'pijobs' then return redis.call('ZREM', K.pijobs, m) end
+  if index == 'parked' then return redis.call('ZREM', K.parked, m) end
   if index == 'locked' then return redis.call('ZREM', K.locked, m) end
   if index == 'incidents' then return redis.call('ZREM', K.incidents, m) end
   return redis.error_reply('REXEC:BAD_ARGUMENT check_repair knows no index ' .. tostring(index))
@@ -76,6 +77,10 @@ local function refile(id, raw, j, now)
   local incident_at = redis.call('ZSCORE', K.incidents, id)
   unplace_job(id, j)
   redis.call('SADD', K.types, j.t)
+  -- a count that says the type has no job would drop it while this job exists: the
+  -- type is no longer counted (and so never dropped)
+  local counted = tonumber(redis.call('HGET', K.type_jobs, j.t))
+  if counted and counted < 1 then redis.call('HDEL', K.type_jobs, j.t) end
   if j.o ~= '' then
     local expires = tonumber(j.e)
     if not expires then
@@ -97,12 +102,31 @@ local function refile(id, raw, j, now)
   return place_job(id, j, now)
 end
 
+-- Every group is checked before the first write.
+local INDEX_NAMES = {ready = true, scheduled = true, suspended = true, pijobs = true,
+                     parked = true, locked = true, incidents = true}
+do
+  local g = 2
+  while g <= #ARGV do
+    local k = tonumber(ARGV[g + 1])
+    if not k or k < 0 or k ~= math.floor(k) or g + 1 + 2 * k > #ARGV then
+      return redis.error_reply('REXEC:BAD_ARGUMENT check_repair group at ARGV[' .. g .. ']')
+    end
+    for p = g + 2, g + 2 * k, 2 do
+      if not INDEX_NAMES[ARGV[p]] then
+        return redis.error_reply('REXEC:BAD_ARGUMENT check_repair knows no index ' .. tostring(ARGV[p]))
+      end
+    end
+    g = g + 2 + 2 * k
+  end
+end
+
 local now = now_ms()
 local reply = {}
 local woke = false
 local i = 2
 while i <= #ARGV do
-  local id, k = ARGV[i], tonumber(ARGV[i + 1]) or 0
+  local id, k = ARGV[i], tonumber(ARGV[i + 1])
   local raw = redis.call('HGET', K.jobs, id)
   local j = raw and usable(raw)
   for p = i + 2, i + 2 * k, 2 do

@@ -29,11 +29,37 @@ instance that does not exist (nothing is written unless the status is 0)
 -- @include is_pi_exclusive
 -- @include record_history
 -- @include trim_history
+-- @include arg_int
+-- @include arg_flag
+-- @include arg_job_fields
+-- @include count_gone_jobs
 
-local id = ARGV[3]
-local j, status = check_owner(id, ARGV[2], ARGV[4])
+-- Every argument is checked before anything is read or written.
+local id, owner = ARGV[3], ARGV[2]
+local lock_ms = arg_int(5, 1, 86400000)
+local history_len, history_ttl = arg_int(6, 0, 70368744177664), arg_int(7, 0, 70368744177664)
+local join_count = arg_int(11, 0, 1000000)
+local new_at = 11 + 1 + join_count * 8
+for k = 1, join_count do
+  local b = 12 + (k - 1) * 8
+  arg_int(b, 1, 1000000)
+  arg_job_fields(b + 1)
+end
+local new_count = arg_int(new_at, 0, 1000000)
+for k = 1, new_count do
+  local b = new_at + 1 + (k - 1) * 9
+  arg_job_fields(b)
+  arg_int(b + 7, 0, join_count)
+  arg_flag(b + 8)
+end
+local end_at = new_at + 1 + new_count * 9
+arg_flag(end_at)
+if #ARGV ~= end_at then
+  return redis.error_reply('REXEC:BAD_ARGUMENT commit expects ' .. end_at .. ' arguments, got ' .. #ARGV)
+end
+
+local j, status = check_owner(id, owner, ARGV[4])
 if not j then return {status, {}} end
-local owner, lock_ms = ARGV[2], tonumber(ARGV[5])
 local var_pi = ARGV[8]
 local pi_rec
 if var_pi ~= '' then
@@ -43,12 +69,15 @@ end
 
 -- Every process instance a new job names must exist (checked before any write).
 do
-  local at = 11 + 1 + tonumber(ARGV[11]) * 8
   local checks = {}
-  for k = 1, tonumber(ARGV[11]) do checks[#checks + 1] = ARGV[12 + (k - 1) * 8 + 6] end
-  for k = 1, tonumber(ARGV[at]) do checks[#checks + 1] = ARGV[at + 1 + (k - 1) * 9 + 5] end
+  for k = 1, join_count do checks[#checks + 1] = ARGV[12 + (k - 1) * 8 + 6] end
+  for k = 1, new_count do checks[#checks + 1] = ARGV[new_at + 1 + (k - 1) * 9 + 5] end
+  local known = {}
   for _, pi in ipairs(checks) do
-    if pi ~= '' and redis.call('HEXISTS', K.pis, pi) == 0 then return {5, {pi}} end
+    if pi ~= '' and not known[pi] then
+      if redis.call('HEXISTS', K.pis, pi) == 0 then return {5, {pi}} end
+      known[pi] = true
+    end
   end
 end
 
@@ -61,22 +90,20 @@ if var_pi ~= '' then
   redis.call('HSET', K.vars, var_pi, ARGV[10])
 end
 -- Joins created by forks in this commit.
-local at = 11
 local join_ids = {}
-for k = 1, tonumber(ARGV[at]) do
-  local b = at + 1 + (k - 1) * 8
+for k = 1, join_count do
+  local b = 12 + (k - 1) * 8
   local jid = 'j' .. num(redis.call('INCR', K.seq))
   join_ids[k] = jid
   redis.call('HSET', K.joins, jid .. '|n', ARGV[b],
     jid .. '|f', table.concat({ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4], ARGV[b + 5], ARGV[b + 6]}, '|'),
     jid .. '|pl', ARGV[b + 7])
 end
-at = at + 1 + tonumber(ARGV[at]) * 8
 -- New jobs: follow-ups and fork branches.
 local locked = {}
 local expires = now + lock_ms
-for k = 1, tonumber(ARGV[at]) do
-  local b = at + 1 + (k - 1) * 9
+for k = 1, new_count do
+  local b = new_at + 1 + (k - 1) * 9
   local new_id, nj = create_job({ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4], ARGV[b + 5], ARGV[b + 6]}, now)
   local join = tonumber(ARGV[b + 7])
   if join > 0 then redis.call('HSET', K.branches, new_id, join_ids[join]) end
@@ -90,7 +117,7 @@ for k = 1, tonumber(ARGV[at]) do
   end
 end
 -- Ending the process instance (Camunda's end event): its record and variables go.
-if ARGV[at + 1 + tonumber(ARGV[at]) * 9] == '1' and j.pi ~= '' then
+if ARGV[end_at] == '1' and j.pi ~= '' then
   redis.call('HDEL', K.pis, j.pi)
   redis.call('HDEL', K.vars, j.pi)
 end
@@ -102,9 +129,10 @@ redis.call('HDEL', K.errors, id)
 redis.call('ZREM', K.locked, id)
 if is_pi_exclusive(j) and release_pi(j.pi) then woke = true end
 if arrive_at_join(id, now) == 'ready' then woke = true end
-if tonumber(ARGV[6]) > 0 then
-  record_history(id, j, 'completed', tonumber(ARGV[6]))
-  trim_history(now, tonumber(ARGV[7]))
+count_gone_jobs(j.t, 1)
+if history_len > 0 then
+  record_history(id, j, 'completed', history_len)
+  trim_history(now, history_ttl)
 end
 if woke then redis.call('PUBLISH', ARGV[1], '1') end
 return {0, locked}

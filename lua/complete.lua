@@ -14,13 +14,19 @@ Reply: one status per job: 0 committed, 1 no such job, 2 lock lost
 -- @include arrive_at_join
 -- @include record_history
 -- @include trim_history
+-- @include arg_int
+-- @include arg_pairs
+-- @include read_chunked
+-- @include count_gone_jobs
 
 local owner = ARGV[2]
+local history_len, history_ttl = arg_int(3, 0, 70368744177664), arg_int(4, 0, 70368744177664)
+arg_pairs(5)
 local ids = {}
-local history_len, history_ttl = tonumber(ARGV[3]), tonumber(ARGV[4])
 for i = 5, #ARGV, 2 do ids[#ids + 1] = ARGV[i] end
-local records = redis.call('HMGET', K.jobs, unpack(ids))
+local records = read_chunked('HMGET', K.jobs, ids)
 local statuses, done, seen = {}, {}, {}
+local gone_of_type = {}
 local woke = false
 for k, id in ipairs(ids) do
   local j = decode_job(records[k])
@@ -32,6 +38,7 @@ for k, id in ipairs(ids) do
     statuses[k] = 0
     seen[id] = true
     done[#done + 1] = id
+    gone_of_type[j.t] = (gone_of_type[j.t] or 0) + 1
     record_history(id, j, 'completed', history_len)
     if is_pi_exclusive(j) then
       -- the record must be gone before the instance's parked jobs are looked at
@@ -42,7 +49,7 @@ for k, id in ipairs(ids) do
 end
 if #done > 0 then
   -- branches of forks arrive at their joins (most jobs are none: one HMGET tells)
-  local joins = redis.call('HMGET', K.branches, unpack(done))
+  local joins = read_chunked('HMGET', K.branches, done)
   local now
   for k, jid in ipairs(joins) do
     if jid then
@@ -54,6 +61,7 @@ if #done > 0 then
   call_chunked('HDEL', K.payloads, done)
   call_chunked('HDEL', K.errors, done)
   call_chunked('ZREM', K.locked, done)
+  for t, k in pairs(gone_of_type) do count_gone_jobs(t, k) end
 end
 if history_len > 0 and #done > 0 then trim_history(now_ms(), history_ttl) end
 if woke then redis.call('PUBLISH', ARGV[1], '1') end

@@ -12,6 +12,7 @@ Reply: one status per job: 0 deleted, 1 no such job
 -- @include is_pi_exclusive
 -- @include now_ms
 -- @include arrive_at_join
+-- @include count_gone_jobs
 
 local statuses = {}
 local woke = false
@@ -27,6 +28,7 @@ for i = 2, #ARGV do
     redis.call('HDEL', K.payloads, id)
     redis.call('HDEL', K.errors, id)
     if arrive_at_join(id, now_ms()) == 'ready' then woke = true end
+    count_gone_jobs(j.t, 1)
     statuses[#statuses + 1] = 0
   end
 end

@@ -15,6 +15,7 @@ Errors: 'REXEC:PI_NOT_FOUND <pi>'; nothing is written then.
 -- @include ready_member
 -- @include scheduled_member
 -- @include call_chunked
+-- @include count_new_jobs
 
 local n = arg_int(2, 1, 100000)
 if #ARGV ~= 2 + 7 * n then return redis.error_reply('REXEC:BAD_ARGUMENT expected 7 fields per job') end
@@ -46,7 +47,7 @@ end
 
 local last = redis.call('INCRBY', K.seq, n)
 local first = last - n + 1
-local overrides, seen_types = {}, {}
+local overrides, of_type = {}, {}
 local woke = false
 local records, payloads, ready, scheduled = {}, {}, {}, {}
 local now_s = num(now)
@@ -54,11 +55,11 @@ for i = 0, n - 1 do
   local base = 3 + i * 7
   local jtype, pk, due = ARGV[base], ARGV[base + 1], ARGV[base + 2]
   local pi, payload = ARGV[base + 5], ARGV[base + 6]
-  if seen_types[jtype] == nil then
-    seen_types[jtype] = true
-    redis.call('SADD', K.types, jtype)
+  if of_type[jtype] == nil then
+    of_type[jtype] = 0
     overrides[jtype] = redis.call('HGET', K.overrides, jtype)
   end
+  of_type[jtype] = of_type[jtype] + 1
   if overrides[jtype] then
     pk = overrides[jtype]
   elseif pk == '' then
@@ -92,6 +93,7 @@ for i = 0, n - 1 do
     ready[#ready + 1] = ready_member(id, j)
   end
 end
+for jtype, k in pairs(of_type) do count_new_jobs(jtype, k) end
 call_chunked('HSET', K.jobs, records)
 if #payloads > 0 then call_chunked('HSET', K.payloads, payloads) end
 if #scheduled > 0 then

@@ -8,7 +8,9 @@ Reply: {new expiry ms, status per job (0 extended, 1 no such job, 2 lock lost)..
 -- @include now_ms
 -- @include check_owner
 -- @include encode_job
+-- @include arg_pairs
 
+arg_pairs(3)
 local expires = now_ms() + arg_int(2, 1, 86400000)
 local reply = {expires}
 for i = 3, #ARGV, 2 do

@@ -10,13 +10,15 @@ Reply: {status (0 ok, 1 no such job, 2 lock lost), state the job is now in}
 -- @include now_ms
 -- @include check_owner
 -- @include unlock_job
+-- @include arg_int
 
 local id = ARGV[3]
+local consumed, wait_ms = arg_int(6, 0, 1), arg_int(7, 0, 70368744177664)
 local j, status = check_owner(id, ARGV[2], ARGV[4])
 if not j then return {status, ''} end
 local now = now_ms()
-j.r = math.max(0, j.r - tonumber(ARGV[6]))
-j.d = now + tonumber(ARGV[7])
+j.r = math.max(0, j.r - consumed)
+j.d = now + wait_ms
 j.v = j.v + 1
 if ARGV[5] ~= '' then redis.call('HSET', K.errors, id, ARGV[5]) end
 local state, woke = unlock_job(id, j, now)

@@ -13,10 +13,14 @@ Reply: {now, failed to lock, {id, record, payload or nil}, ...one per job locked
 -- @include ready_member
 -- @include pi_member
 -- @include is_pi_exclusive
+-- @include arg_int
+-- @include arg_pairs
 
 local owner = ARGV[1]
+local lock_ms = arg_int(2, 1, 86400000)
+arg_pairs(3)
 local now = now_ms()
-local expires = now + tonumber(ARGV[2])
+local expires = now + lock_ms
 local failed = 0
 local reply = {now, 0}
 for i = 3, #ARGV, 2 do

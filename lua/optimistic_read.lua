@@ -13,12 +13,16 @@ Reply: {now, next due ms or -1, reclaimed, {id, revision, id, revision, ...}}
 -- @include reclaim_expired
 -- @include active_types
 -- @include next_candidates
+-- @include arg_int
 
-local n, lo, hi = tonumber(ARGV[1]), ARGV[2], ARGV[3]
+local n, lo, hi = arg_int(1, 0, 1000000), ARGV[2], ARGV[3]
+local promote_cap, reclaim_cap = arg_int(4, 1, 10000000), arg_int(5, 1, 10000000)
+local filter = {}
+for i = 6, #ARGV do filter[#filter + 1] = ARGV[i] end
 local now = now_ms()
-promote_due(now, math.min(tonumber(ARGV[4]), 4 * n + 100))
-local reclaimed = reclaim_expired(now, tonumber(ARGV[5]))
-local types = active_types({unpack(ARGV, 6)})
+promote_due(now, math.min(promote_cap, 4 * n + 100))
+local reclaimed = reclaim_expired(now, reclaim_cap)
+local types = active_types(filter)
 local found, seen_pi = {}, {}
 local rounds = 0
 while #found < 2 * n and rounds < 100 do
@@ -28,6 +32,7 @@ while #found < 2 * n and rounds < 100 do
   for _, c in ipairs(cands) do
     if c.pi ~= '' and redis.call('HEXISTS', K.pilocks, c.pi) == 1 then
       redis.call('ZREM', K.ready, c.m)
+      redis.call('ZADD', K.parked, 0, c.pi .. '|' .. c.key .. '|' .. c.t)
       parked = parked + 1
     elseif c.pi ~= '' and seen_pi[c.pi] then
       -- one exclusive job per instance: its siblings would only collide with it

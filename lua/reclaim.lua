@@ -8,7 +8,8 @@ Reply: the number of locks reclaimed
 -- @include keys
 -- @include now_ms
 -- @include reclaim_expired
+-- @include arg_int
 
-local reclaimed = reclaim_expired(now_ms(), tonumber(ARGV[2]))
+local reclaimed = reclaim_expired(now_ms(), arg_int(2, 1, 10000000))
 if reclaimed > 0 then redis.call('PUBLISH', ARGV[1], '1') end
 return reclaimed

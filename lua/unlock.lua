@@ -7,7 +7,9 @@ Reply: one status per job: 0 unlocked, 1 no such job, 2 lock lost
 -- @include now_ms
 -- @include check_owner
 -- @include unlock_job
+-- @include arg_pairs
 
+arg_pairs(3)
 local now = now_ms()
 local statuses = {}
 local woke = false

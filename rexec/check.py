@@ -61,7 +61,8 @@ from rexec.store import Store
 DEFAULT_CHUNK = 500
 REPAIR_PASSES = 3
 CHECK_SCRIPTS = ("check_read", "check_repair", "check_pilocks", "check_joins")
-INDEXES = ("ready", "scheduled", "suspended", "pijobs", "locked", "incidents")
+INDEXES = ("ready", "scheduled", "suspended", "pijobs", "parked", "locked", "incidents")
+JOB_FIELDS = 15  # fields per job in check_read's reply
 
 # The Redis type each namespace key must have (or be absent); a key not listed here is
 # not checked.
@@ -89,6 +90,8 @@ KEY_TYPES: dict[str, str] = {
     "workers": "hash",
     "heartbeats": "zset",
     "history": "stream",
+    "parked": "zset",
+    "type_jobs": "hash",
 }
 
 # A record as the scripts write it: t|p|d|r|x|pi|v|o|e|s (schema §3). A due time must
@@ -324,7 +327,7 @@ class _Checker:
     def check_jobs(self, ids: list[bytes], *, full: bool) -> None:
         now, flat = self.call("check_read", ["jobs", *ids])
         for i, raw_id in enumerate(ids):
-            fields = flat[i * 14 : i * 14 + 14]
+            fields = flat[i * JOB_FIELDS : (i + 1) * JOB_FIELDS]
             self.check_job(raw_id, int(now), fields, full=full)
 
     def check_job(self, raw_id: bytes, now: int, fields: list[Any], *, full: bool) -> None:
@@ -373,7 +376,7 @@ class _Checker:
             what = "job id" if not JOB_ID_RE.match(job_id) else "record"
             report(Kind.BAD_RECORD, "jobs", f"unreadable {what}: {text!r}", False)
             return
-        in_types, ready, scheduled, suspended, pijobs, locked, incidents, pilock = places
+        in_types, ready, scheduled, suspended, pijobs, locked, incidents, pilock, parked = places
         j = match.groupdict()
         pi = j["pi"].encode()
         if pi:
@@ -382,7 +385,8 @@ class _Checker:
             report(
                 Kind.UNKNOWN_TYPE,
                 "types",
-                f"type {j['t']!r} is not in the known types: acquisition never looks at it",
+                f"type {j['t']!r} is not in the known types (or type_jobs counts no job of"
+                " it): acquisition never looks at it, or soon no longer",
             )
         exclusive = j["x"] == "1" and pi != b""
         scores = {
@@ -390,6 +394,7 @@ class _Checker:
             "scheduled": _score(scheduled),
             "suspended": _score(suspended),
             "pijobs": _score(pijobs),
+            "parked": _score(parked),
             "locked": _score(locked),
             "incidents": _score(incidents),
         }
@@ -432,17 +437,24 @@ class _Checker:
         elif exclusive:
             state, allowed = "due", [{"scheduled"}, {"ready", "pijobs"}]
             if pilock is not None:
-                allowed.append({"pijobs"})
+                allowed.append({"pijobs", "parked"})
         else:
             state, allowed = "due", [{"scheduled"}, {"ready"}]
         if not found:
             report(Kind.UNINDEXED, "jobs", f"{state}, but in no index: it is never acquired")
         elif found not in allowed:
-            if exclusive and state == "due" and found == {"pijobs"}:
+            if exclusive and state == "due" and pilock is None and found <= {"pijobs", "parked"}:
                 report(
                     Kind.PARKED_UNLOCKED,
                     "pijobs",
                     f"parked, but process instance {j['pi']!r} is not locked: it is never acquired",
+                )
+            elif exclusive and state == "due" and found == {"pijobs"}:
+                report(
+                    Kind.MISFILED,
+                    "parked",
+                    "out of the ready queue but not in parked: releasing process instance"
+                    f" {j['pi']!r} would never bring it back",
                 )
             elif exclusive and state == "due" and found == {"ready"}:
                 report(
@@ -454,7 +466,7 @@ class _Checker:
             else:
                 expected = " or ".join("+".join(sorted(a)) for a in allowed)
                 report(Kind.MISFILED, "jobs", f"{state}: in {listed}, expected {expected}")
-        for name in ("ready", "suspended", "pijobs"):
+        for name in ("ready", "suspended", "pijobs", "parked"):
             if scores[name] not in (None, 0):
                 report(Kind.BAD_SCORE, name, f"score {scores[name]} in {name}, expected 0")
         if scores["scheduled"] is not None and scores["scheduled"] != due:
@@ -512,7 +524,11 @@ class _Checker:
                         raw_item=member,
                     )
                 )
-            elif expected is None and index == "pijobs" and RECORD_RE.match(_text(record)):
+            elif (
+                expected is None
+                and index in ("pijobs", "parked")
+                and RECORD_RE.match(_text(record))
+            ):
                 self.add(
                     Violation(
                         Kind.STALE_MEMBER,

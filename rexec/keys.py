@@ -37,6 +37,8 @@ SCRIPT_KEY_NAMES: tuple[str, ...] = (
     "workers",
     "heartbeats",
     "history",
+    "parked",
+    "type_jobs",
 )
 
 
@@ -158,6 +160,14 @@ class Keys:
     @property
     def history(self) -> str:
         return self.prefix + "history"
+
+    @property
+    def parked(self) -> str:
+        return self.prefix + "parked"
+
+    @property
+    def type_jobs(self) -> str:
+        return self.prefix + "type_jobs"
 
     @property
     def wake_channel(self) -> str:

@@ -572,6 +572,8 @@ class Store:
         """The ids, checked (and the type filter, if any): before anything is sent."""
         if isinstance(job_ids, str | bytes):
             raise ValidationError("job ids are given as a list of strings")
+        if not isinstance(only_type, str):
+            raise ValidationError(f"only_type must be a job type or '', got {only_type!r}")
         if only_type:
             check_type(only_type)
         return [check_job_id(job_id) for job_id in job_ids]

@@ -632,7 +632,7 @@ def test_was_bug_acquire_with_non_numeric_lock_ms_loses_jobs(store: Store) -> No
 def test_was_bug_complete_many_duplicate_job_releases_the_instance_twice(store: Store) -> None:
     pi = store.start_process_instance(b"\x80")
     store.enqueue([NewJob("x", process_instance_id=pi) for _ in range(3)])
-    first, *_ = store.acquire_jobs("w", 1, lock_ms=60_000).batches[0]
+    first, *_ = store.acquire_jobs("w", 3, lock_ms=60_000).batches[0]
     assert store.client.hget(store.keys.pilocks, pi) == b"3"
     statuses = store.complete_many([first, first])
     assert check(store) == []  # today: pilocks 1 with two jobs locked

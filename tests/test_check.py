@@ -142,7 +142,8 @@ def test_realistic_mix_of_operations_checks_clean(app: App) -> None:
         + [{"type": "later", "delay_ms": 3_600_000}, {"type": "fragile", "retries": 1}]
     )
     assert_clean(store)
-    acquired = store.acquire_jobs("w1", 6, lock_ms=60_000)
+    # n counts jobs: pi1's 5 exclusive jobs, the shared one and 2 plain ones
+    acquired = store.acquire_jobs("w1", 8, lock_ms=60_000)
     assert_clean(store)
     # A locked instance's other jobs are parked lazily: some still sit in ready.
     more = store.acquire_jobs("w2", 10, lock_ms=60_000, types=["excl", "fragile"])
@@ -553,7 +554,7 @@ def test_exclusive_job_missing_from_pijobs(store: Store) -> None:
     (member,) = members_of(store, "pijobs", first)
     store.client.zrem(store.keys.pijobs, member)
     check_repair_clean(store, {("pijobs-missing", first, "pijobs")})
-    batch = store.acquire_jobs("w", 1, lock_ms=60_000).batches[0]
+    batch = store.acquire_jobs("w", 2, lock_ms=60_000).batches[0]
     assert [job.id for job in batch] == [first, second]
 
 
@@ -579,6 +580,7 @@ def test_job_of_a_locked_instance_may_still_sit_in_ready(store: Store) -> None:
     (pm,) = members_of(store, "pijobs", later)
     key = pm.decode().split("|")[1]
     store.client.zadd(store.keys.ready, {f"x|{key}|{pi}": 0})
+    store.client.zrem(store.keys.parked, pm)
     assert_clean(store)
     store.complete(job)
     assert sorted(drain(store), key=int) == sorted([later, plain], key=int)
@@ -590,7 +592,7 @@ def test_pilocks_recomputed(store: Store, corrupt: str) -> None:
     other = store.start_process_instance(b"\x80")
     ids = store.enqueue([NewJob("x", process_instance_id=pi) for _ in range(3)])
     (waiting,) = store.enqueue([NewJob("x", process_instance_id=other)])
-    batch = store.acquire_jobs("w", 1, lock_ms=60_000, types=["x"]).batches[0]
+    batch = store.acquire_jobs("w", 3, lock_ms=60_000, types=["x"]).batches[0]
     assert [job.id for job in batch] == ids
     assert store.client.hget(store.keys.pilocks, pi) == b"3"
     if corrupt == "too-high":
@@ -606,6 +608,8 @@ def test_pilocks_recomputed(store: Store, corrupt: str) -> None:
         store.client.hset(store.keys.pilocks, other, 1)
         (member,) = members_of(store, "ready", waiting)
         store.client.zrem(store.keys.ready, member)
+        (parked,) = members_of(store, "pijobs", waiting)
+        store.client.zadd(store.keys.parked, {parked: 0})
         subject = other
     check_repair_clean(store, {("pilocks", subject, "pilocks")})
     assert store.client.hget(store.keys.pilocks, pi) == b"3"
@@ -620,7 +624,7 @@ def test_pilocks_recomputed(store: Store, corrupt: str) -> None:
 def test_exclusive_jobs_of_one_instance_locked_by_two_owners(store: Store) -> None:
     pi = store.start_process_instance(b"\x80")
     store.enqueue([NewJob("x", process_instance_id=pi) for _ in range(2)])
-    _, second = store.acquire_jobs("w", 1, lock_ms=60_000).batches[0]
+    _, second = store.acquire_jobs("w", 2, lock_ms=60_000).batches[0]
     set_record(store, second.id, o="intruder")
     violations = check(store)
     assert found(violations) == {("exclusive-owners", pi, "jobs")}

@@ -45,6 +45,8 @@ SHOP_KEYS = {
     "workers": "rexec:{shop}:workers",
     "heartbeats": "rexec:{shop}:heartbeats",
     "history": "rexec:{shop}:history",
+    "parked": "rexec:{shop}:parked",
+    "type_jobs": "rexec:{shop}:type_jobs",
 }
 
 SHOP_SCRIPT_KEYS = [
@@ -71,6 +73,8 @@ SHOP_SCRIPT_KEYS = [
     "rexec:{shop}:workers",
     "rexec:{shop}:heartbeats",
     "rexec:{shop}:history",
+    "rexec:{shop}:parked",
+    "rexec:{shop}:type_jobs",
 ]
 
 valid_namespaces = st.text(

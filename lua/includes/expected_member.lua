@@ -5,7 +5,7 @@
 -- The member job `id` with record `j` has in `index` when it is filed there, or false.
 local function expected_member(index, id, j)
   if index == 'locked' or index == 'incidents' then return id end
-  if index == 'pijobs' then
+  if index == 'pijobs' or index == 'parked' then
     if is_pi_exclusive(j) then return pi_member(id, j) end
     return false
   end

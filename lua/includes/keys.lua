@@ -11,7 +11,7 @@ local K = {
   incidents = KEYS[8],       -- zset  score time of incident, member id
   pijobs = KEYS[9],          -- zset  lex, member "pi|pk due L id|type" (ready exclusive jobs)
   pilocks = KEYS[10],        -- hash  pi -> number of its exclusive jobs locked
-  types = KEYS[11],          -- set   every job type ever enqueued
+  types = KEYS[11],          -- set   job types with jobs or a definition
   suspended_types = KEYS[12],-- set   suspended job definitions
   overrides = KEYS[13],      -- hash  type -> overriding priority key
   pis = KEYS[14],            -- hash  pi -> "revision|priority key or empty"
@@ -25,4 +25,6 @@ local K = {
   workers = KEYS[21],        -- hash  worker id -> its announcement (JSON)
   heartbeats = KEYS[22],     -- zset  score last heartbeat ms, member worker id
   history = KEYS[23],        -- stream  finished jobs, when the history is on
+  parked = KEYS[24],         -- zset  lex, member as in pijobs: the parked jobs among them
+  type_jobs = KEYS[25],      -- hash  type -> number of its jobs (types counted since created)
 }

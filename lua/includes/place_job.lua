@@ -3,7 +3,8 @@
 -- @include is_pi_exclusive
 -- @include scheduled_member
 -- Puts an unlocked job into the index its state calls for; returns that state.
--- Exclusive jobs of a locked process instance go to pijobs only (parked).
+-- Exclusive jobs of a locked process instance go to pijobs and parked (parked), not to
+-- ready.
 local function place_job(id, j, now)
   if j.r <= 0 then
     redis.call('ZADD', K.incidents, now, id)
@@ -19,8 +20,12 @@ local function place_job(id, j, now)
     return 'scheduled'
   end
   if is_pi_exclusive(j) then
-    redis.call('ZADD', K.pijobs, 0, pi_member(id, j))
-    if redis.call('HEXISTS', K.pilocks, j.pi) == 1 then return 'parked' end
+    local pm = pi_member(id, j)
+    redis.call('ZADD', K.pijobs, 0, pm)
+    if redis.call('HEXISTS', K.pilocks, j.pi) == 1 then
+      redis.call('ZADD', K.parked, 0, pm)
+      return 'parked'
+    end
   end
   redis.call('ZADD', K.ready, 0, m)
   return 'ready'

@@ -1,6 +1,6 @@
 -- @include call_chunked
 -- Moves up to `cap` due scheduled jobs into the ready queue (exclusive jobs of a locked
--- process instance into pijobs only), with a few bulk commands. Jobs due at the same
+-- process instance into pijobs and parked), with a few bulk commands. Jobs due at the same
 -- instant come highest priority first (scheduled_member puts the sort key first), so a
 -- burst larger than `cap` is promoted over several calls without ever letting a lower
 -- priority job overtake a higher one that was due at the same time.
@@ -9,7 +9,7 @@ local function promote_due(now, cap)
   local due = redis.call('ZRANGEBYSCORE', K.scheduled, '-inf', now, 'LIMIT', 0, cap)
   if #due == 0 then return 0 end
   redis.call('ZREMRANGEBYRANK', K.scheduled, 0, #due - 1)
-  local ready, pijobs = {}, {}
+  local ready, pijobs, parked = {}, {}, {}
   local held, pis, parsed = {}, {}, {}
   for i, m in ipairs(due) do
     local key, jtype, pi = string.match(m, '^([^|]*)|([^|]*)|?(.*)$')
@@ -37,9 +37,13 @@ local function promote_due(now, cap)
     elseif not held[pi] then
       ready[#ready + 1] = 0
       ready[#ready + 1] = jtype .. '|' .. key .. '|' .. pi
+    else
+      parked[#parked + 1] = 0
+      parked[#parked + 1] = pi .. '|' .. key .. '|' .. jtype
     end
   end
   if #pijobs > 0 then call_chunked('ZADD', K.pijobs, pijobs) end
+  if #parked > 0 then call_chunked('ZADD', K.parked, parked) end
   if #ready > 0 then call_chunked('ZADD', K.ready, ready) end
   return #due
 end

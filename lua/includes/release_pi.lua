@@ -1,13 +1,24 @@
+-- @include call_chunked
 -- One exclusive job of process instance `pi` is no longer locked. When it was the last,
--- the instance is free: its parked jobs go back to the ready queue, in their order.
+-- the instance is free: its parked jobs (and only those: its other ready jobs never
+-- left the ready queue) go back to the ready queue, in their order.
+-- Cost: O(log N + parked jobs released), whatever the instance's backlog.
 local function release_pi(pi)
   local left = redis.call('HINCRBY', K.pilocks, pi, -1)
   if left > 0 then return false end
   redis.call('HDEL', K.pilocks, pi)
-  local parked = redis.call('ZRANGEBYLEX', K.pijobs, '[' .. pi .. '|', '[' .. pi .. '|~')
+  local first, last = '[' .. pi .. '|', '[' .. pi .. '|~'
+  local parked = redis.call('ZRANGEBYLEX', K.parked, first, last)
+  if #parked == 0 then return false end
+  local ready = {}
   for _, pm in ipairs(parked) do
     local key, jtype = string.match(pm, '^[^|]*|([^|]*)|([^|]*)$')
-    redis.call('ZADD', K.ready, 0, jtype .. '|' .. key .. '|' .. pi)
+    if key then
+      ready[#ready + 1] = 0
+      ready[#ready + 1] = jtype .. '|' .. key .. '|' .. pi
+    end
   end
-  return #parked > 0
+  redis.call('ZREMRANGEBYLEX', K.parked, first, last)
+  if #ready > 0 then call_chunked('ZADD', K.ready, ready) end
+  return #ready > 0
 end

@@ -10,5 +10,9 @@ local function unplace_job(id, j)
   redis.call('ZREM', K.suspended, m)
   redis.call('ZREM', K.incidents, id)
   redis.call('ZREM', K.locked, id)
-  if is_pi_exclusive(j) then redis.call('ZREM', K.pijobs, pi_member(id, j)) end
+  if is_pi_exclusive(j) then
+    local pm = pi_member(id, j)
+    redis.call('ZREM', K.pijobs, pm)
+    redis.call('ZREM', K.parked, pm)
+  end
 end
