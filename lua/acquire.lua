@@ -42,29 +42,41 @@ local allowed = {}
 for _, t in ipairs(types) do allowed[t] = true end
 
 -- Up to `limit` ready exclusive jobs of the (unlocked) instance `pi`, in order, taken out
--- of pijobs and ready. Reads the instance's pijobs range page by page, so the cost is
--- the batch (plus jobs of types or priorities this worker does not take), never the
--- instance's whole backlog.
-local function take_instance_batch(pi, limit, taken)
-  local batch = {}
+-- of pijobs (their ready members are added to `unready`). Reads the instance's pijobs
+-- range page by page, so the cost is the batch (plus jobs of types or priorities this
+-- worker does not take), never the instance's whole backlog.
+local function take_instance_batch(pi, limit, taken, unready)
+  local batch, pms_taken = {}, {}
   local first, last = '[' .. pi .. '|', '[' .. pi .. '|~'
   local page = math.max(limit, 16)
+  local contiguous, skipped = true, false
   while #batch < limit do
     local pms = redis.call('ZRANGEBYLEX', K.pijobs, first, last, 'LIMIT', 0, page)
     for _, pm in ipairs(pms) do
       if #batch >= limit then break end
       local key, jtype = string.match(pm, '^[^|]*|([^|]*)|([^|]*)$')
       if key and allowed[jtype] and key_in_range(key, lo, hi) then
+        if skipped then contiguous = false end
         local id = string.sub(key, 30)
-        redis.call('ZREM', K.pijobs, pm)
-        redis.call('ZREM', K.parked, pm)
-        redis.call('ZREM', K.ready, jtype .. '|' .. key .. '|' .. pi)
+        pms_taken[#pms_taken + 1] = pm
+        unready[#unready + 1] = jtype .. '|' .. key .. '|' .. pi
         taken[id] = true
         batch[#batch + 1] = id
+      elseif #batch > 0 then
+        skipped = true
       end
     end
     if #pms < page then break end
     first = '(' .. pms[#pms]
+  end
+  if #batch > 0 then
+    -- one range removal (a single descent) when the batch is a run of the range
+    if contiguous then
+      redis.call('ZREMRANGEBYLEX', K.pijobs, '[' .. pms_taken[1], '[' .. pms_taken[#pms_taken])
+    else
+      call_chunked('ZREM', K.pijobs, pms_taken)
+    end
+    call_chunked('ZREM', K.parked, pms_taken)  -- none, unless a repair left some
   end
   return batch
 end
@@ -77,6 +89,7 @@ local locking_pi = {}  -- process instances this call locks -> true
 local parked = 0
 local park = {}        -- ZADD arguments for parked
 local keep = {}        -- ZADD arguments for ready: handled candidates that stay ready
+local unready = {}     -- ready members of the jobs taken with their instance
 local park_cap = 10000
 while count < n and parked < park_cap do
   local wanted = n - count
@@ -100,7 +113,7 @@ while count < n and parked < park_cap do
       park[#park + 1] = 0
       park[#park + 1] = c.pi .. '|' .. c.key .. '|' .. c.t
     else
-      local batch = take_instance_batch(c.pi, math.min(xcap, n - count), taken)
+      local batch = take_instance_batch(c.pi, math.min(xcap, n - count), taken, unready)
       if #batch > 0 then
         locking_pi[c.pi] = true
         chosen[#chosen + 1] = batch
@@ -125,6 +138,8 @@ while count < n and parked < park_cap do
   if #cands < wanted and parked == parked_before then break end
   if #cands == 0 then break end
 end
+-- After the range removals, which took most of them out already (a miss costs little).
+if #unready > 0 then call_chunked('ZREM', K.ready, unready) end
 if #park > 0 then call_chunked('ZADD', K.parked, park) end
 if #keep > 0 then call_chunked('ZADD', K.ready, keep) end
 

@@ -26,7 +26,7 @@ local ids = {}
 for i = 5, #ARGV, 2 do ids[#ids + 1] = ARGV[i] end
 local records = read_chunked('HMGET', K.jobs, ids)
 local statuses, done, seen = {}, {}, {}
-local gone_of_type = {}
+local gone_of_type, released = {}, {}
 local woke = false
 for k, id in ipairs(ids) do
   local j = decode_job(records[k])
@@ -41,11 +41,14 @@ for k, id in ipairs(ids) do
     gone_of_type[j.t] = (gone_of_type[j.t] or 0) + 1
     record_history(id, j, 'completed', history_len)
     if is_pi_exclusive(j) then
-      -- the record must be gone before the instance's parked jobs are looked at
-      redis.call('HDEL', K.jobs, id)
-      if release_pi(j.pi) then woke = true end
+      if not released[j.pi] then released[#released + 1] = j.pi end
+      released[j.pi] = (released[j.pi] or 0) + 1
     end
   end
+end
+-- Their instances are released (completed jobs are never among the parked ones).
+for _, pi in ipairs(released) do
+  if release_pi(pi, released[pi]) then woke = true end
 end
 if #done > 0 then
   -- branches of forks arrive at their joins (most jobs are none: one HMGET tells)

@@ -1,10 +1,10 @@
 -- @include call_chunked
--- One exclusive job of process instance `pi` is no longer locked. When it was the last,
--- the instance is free: its parked jobs (and only those: its other ready jobs never
--- left the ready queue) go back to the ready queue, in their order.
+-- `k` (default 1) exclusive jobs of process instance `pi` are no longer locked. When
+-- they were the last, the instance is free: its parked jobs (and only those: its other
+-- ready jobs never left the ready queue) go back to the ready queue, in their order.
 -- Cost: O(log N + parked jobs released), whatever the instance's backlog.
-local function release_pi(pi)
-  local left = redis.call('HINCRBY', K.pilocks, pi, -1)
+local function release_pi(pi, k)
+  local left = redis.call('HINCRBY', K.pilocks, pi, -(k or 1))
   if left > 0 then return false end
   redis.call('HDEL', K.pilocks, pi)
   local first, last = '[' .. pi .. '|', '[' .. pi .. '|~'
