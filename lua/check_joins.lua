@@ -5,8 +5,9 @@ A join without readable job fields is left alone. Reads the whole branches hash:
 only for joins the checker's scan found suspect.
 KEYS: the namespace keys (includes/keys.lua)
 ARGV[1] wake channel; [2] '1' to repair, '0' to only count; [3..] join ids
-Reply: per join 4 fields: its count ('<j>|n') and its job fields ('<j>|f') as they were,
-or nil; the branches naming it; the id of the join job created, or nil
+Reply: per join 5 fields: its count ('<j>|n') and its job fields ('<j>|f') as they were,
+or nil; the branches naming it; the id of the join job created, or nil; 1 if its payload
+field ('<j>|pl') exists, else 0 (a join with none of its fields is gone: it fired)
 ]]
 -- @include keys
 -- @include now_ms
@@ -47,6 +48,7 @@ for i = 3, #ARGV do
   reply[#reply + 1] = f[2]
   reply[#reply + 1] = n
   reply[#reply + 1] = created
+  reply[#reply + 1] = f[3] and 1 or 0
 end
 if woke then redis.call('PUBLISH', ARGV[1], '1') end
 return reply

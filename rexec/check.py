@@ -615,7 +615,15 @@ class _Checker:
             part = ordered[start : start + self.chunk]
             flat = self.call("check_joins", [self.keys.wake_channel, "0", *part])
             for i, join in enumerate(part):
-                n_raw, f_raw, counted, _ = flat[i * 4 : i * 4 + 4]
+                n_raw, f_raw, counted, _, has_payload = flat[i * 5 : i * 5 + 5]
+                if (
+                    n_raw is None
+                    and f_raw is None
+                    and not has_payload
+                    and not int(counted)
+                    and set(joins[join]) <= {b"n", b"f", b"pl"}
+                ):
+                    continue  # gone on the atomic re-read: it fired meanwhile
                 self.check_join(join, n_raw, f_raw, int(counted))
 
     def check_join(

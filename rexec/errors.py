@@ -39,6 +39,21 @@ class ProcessInstanceNotFoundError(NotFoundError):
     """No process instance with that id."""
 
 
+class PartialEnqueueError(RexecError):
+    """An enqueue of several chunks wrote some of them and not the others (a process
+    instance ended meanwhile, Redis refused a chunk): ``ids`` are the ids of the jobs that
+    were written, in the order the jobs were given; ``missing`` the positions (in that
+    list of jobs) of those that were not; ``cause`` why."""
+
+    def __init__(
+        self, message: str, *, ids: list[str], missing: list[int], cause: BaseException
+    ) -> None:
+        super().__init__(message)
+        self.ids = ids
+        self.missing = missing
+        self.cause = cause
+
+
 class OptimisticLockingError(RexecError):
     """The job is no longer locked by this owner at this revision (or a process
     instance changed under it): the change was not applied."""

@@ -159,4 +159,4 @@ def retire_stale_workers(store: Any, stale_ms: int = RETIRE_AFTER_MS) -> int:
     their counts in the cluster totals (field ``retired|<counter>``). Live workers call
     this now and then, so a cluster that restarts processes for months stays small."""
     cutoff = store.time_ms() - stale_ms
-    return int(store._run("retire_workers", [cutoff]))
+    return int(store.retire_stale_workers(cutoff))

@@ -13,7 +13,13 @@ from typing import Any
 import redis
 
 from rexec.codec import check_ms, check_priority, check_type, priority_from_key, priority_key
-from rexec.errors import OptimisticLockingError, ProcessInstanceNotFoundError, ValidationError
+from rexec.errors import (
+    OptimisticLockingError,
+    PartialEnqueueError,
+    ProcessInstanceNotFoundError,
+    RexecError,
+    ValidationError,
+)
 from rexec.job import Job, JobState, parse_record
 from rexec.keys import Keys
 from rexec.retry import DEFAULT_RETRY_CYCLE, RetryCycle
@@ -241,12 +247,18 @@ class Store:
     def enqueue(self, jobs: Sequence[NewJob], *, chunk: int = ENQUEUE_CHUNK) -> list[str]:
         """Creates jobs in chunks of one script call each; returns their ids in order.
 
-        Process instances are checked first, so an unknown one writes nothing. Each
-        chunk is sent as soon as it is built, so Redis runs one chunk while the next is
-        prepared (a pipeline would build them all before Redis starts).
+        Each chunk is atomic. Process instances are checked first, so an unknown one
+        writes nothing. Each chunk is sent as soon as it is built, so Redis runs one
+        chunk while the next is prepared (a pipeline would build them all before Redis
+        starts). When some chunks are written and others refused (an instance ended
+        meanwhile), it raises PartialEnqueueError with the ids written: never silently
+        partial. A connection lost mid-stream raises the connection error: which of the
+        chunks sent before it ran is then unknown.
         """
         if not jobs:
             return []
+        if isinstance(chunk, bool) or not isinstance(chunk, int) or not 1 <= chunk <= 100_000:
+            raise ValidationError(f"chunk must be 1..100000, got {chunk!r}")
         self._check_instances({job.process_instance_id for job in jobs} - {None})
         wake = self.keys.wake_channel
         chunks = [jobs[i : i + chunk] for i in range(0, len(jobs), chunk)]
@@ -255,8 +267,26 @@ class Store:
         else:
             firsts = self._stream_enqueue(wake, chunks)
         ids: list[str] = []
+        missing: list[int] = []
+        errors: list[RexecError] = []
+        offset = 0
         for first, part in zip(firsts, chunks, strict=True):
-            ids.extend(str(int(first) + i) for i in range(len(part)))  # type: ignore[call-overload]
+            if isinstance(first, RexecError):
+                errors.append(first)
+                missing.extend(range(offset, offset + len(part)))
+            else:
+                ids.extend(str(int(first) + i) for i in range(len(part)))  # type: ignore[call-overload]
+            offset += len(part)
+        if errors and not ids:
+            raise errors[0]
+        if errors:
+            raise PartialEnqueueError(
+                f"{len(ids)} of {len(jobs)} jobs were enqueued, {len(missing)} were not:"
+                f" {errors[0]}",
+                ids=ids,
+                missing=missing,
+                cause=errors[0],
+            ) from errors[0]
         return ids
 
     @staticmethod
@@ -276,6 +306,7 @@ class Store:
             raise ProcessInstanceNotFoundError(f"no process instance {missing[0]!r}")
 
     def _stream_enqueue(self, wake: str, chunks: list[Sequence[NewJob]]) -> list[object]:
+        """The reply of each chunk: its first id, or the RexecError it was refused with."""
         script = self.scripts.enqueue
         if not self._enqueue_loaded:
             self.client.script_load(script.script)
@@ -303,9 +334,12 @@ class Store:
             if isinstance(reply, redis.exceptions.NoScriptError):
                 # Redis lost its script cache (a restart): that chunk did not run.
                 self._enqueue_loaded = False
-                replies[i] = self._run("enqueue", self._enqueue_args(wake, chunks[i]))
+                try:
+                    replies[i] = self._run("enqueue", self._enqueue_args(wake, chunks[i]))
+                except RexecError as exc:
+                    replies[i] = exc
             elif isinstance(reply, redis.ResponseError):
-                raise translate_script_error(reply) from reply
+                replies[i] = translate_script_error(reply)
         return replies
 
     def start_process_instance(self, variables_raw: bytes, priority: int | None = None) -> str:
@@ -493,10 +527,8 @@ class Store:
         consumed = 0 if conflict else 1
         cycle = retry_cycle or DEFAULT_RETRY_CYCLE
         delay = 0 if conflict else cycle.delay_ms(max(0, job.retries - 1))
-        text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
-        if details:
-            text = f"{text}\n\n{details}"
         owner = _owner_of([job])
+        text = error_text(error, details)
         reply: list[Any] = self._run(  # type: ignore[assignment]
             "fail", [self.keys.wake_channel, owner, job.id, job.revision, text, consumed, delay]
         )
@@ -531,6 +563,22 @@ class Store:
             args += (job.id, job.revision)
         reply = self._run("extend_lock", args)
         return int(reply[0]), [Status(s) for s in reply[1:]]  # type: ignore[index]
+
+    def retire_worker(self, worker_id: str) -> bool:
+        """Forgets a worker that stopped cleanly: its counters are folded into the
+        cluster's retired totals (``retired|<counter>``) and its fields, announcement and
+        heartbeat removed, in one atomic call. Call it after the worker's last metrics
+        flush. False if the worker left no trace. Idempotent."""
+        check_owner(worker_id)
+        return bool(self._run("retire_workers", ["", worker_id]))
+
+    def retire_stale_workers(self, older_than_ms: int) -> int:
+        """Retires every worker whose last heartbeat is older than ``older_than_ms``
+        (server ms), as retire_worker does; returns how many."""
+        if isinstance(older_than_ms, bool) or not isinstance(older_than_ms, int):
+            raise ValidationError(f"older_than_ms must be an integer, got {older_than_ms!r}")
+        reply: int = self._run("retire_workers", [older_than_ms])  # type: ignore[assignment]
+        return int(reply)
 
     # -- operators ----------------------------------------------------------------------
 
@@ -637,6 +685,23 @@ class Store:
                 yield ids
             if cursor == 0:
                 return
+
+
+def error_text(error: BaseException | str, details: str | None = None) -> bytes:
+    """The text stored for a failure, as UTF-8: characters that cannot be encoded (a
+    lone surrogate) are replaced, and an exception whose ``str()`` raises is named by
+    its type, so storing a failure never raises."""
+    if isinstance(error, str):
+        text = error
+    else:
+        try:
+            message = str(error)
+        except Exception:  # any __str__ may raise; the failure is stored anyway
+            message = "<the exception's message could not be read>"
+        text = f"{type(error).__name__}: {message}"
+    if details:
+        text = f"{text}\n\n{details}"
+    return text.encode("utf-8", "replace")
 
 
 def check_owner(owner: object) -> str:
