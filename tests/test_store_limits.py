@@ -301,7 +301,7 @@ def test_a_join_firing_during_the_check_is_not_a_bad_join(
     """Was: the join's fields, seen by the scan, were gone on the atomic re-read: a false,
     unrepairable bad-join."""
     store = app.store
-    branches, join = fork(app, branches=2)
+    branches, _ = fork(app, branches=2)
     jobs = store.acquire_jobs("w", 10, lock_ms=60_000).jobs
     assert sorted(job.id for job in jobs) == branches
     store.complete(jobs[0])
@@ -341,7 +341,7 @@ def test_error_texts_with_lone_surrogates_are_stored_replaced(store: Store) -> N
     job = acquire_one(store)
     assert store.fail(job, "bad \ud800 text", details="trace \udfff") is JobState.READY
     stored = store.client.hget(store.keys.errors, job.id)
-    assert stored == "bad ? text\n\ntrace ?".encode()
+    assert stored == b"bad ? text\n\ntrace ?"
     job = acquire_one(store)
     assert store.fail(job, ValueError("x\ud83d")) is JobState.READY
     assert store.client.hget(store.keys.errors, job.id) == b"ValueError: x?"
