@@ -51,7 +51,7 @@ local function join_alive(jid)
   local f = redis.call('HMGET', K.joins, jid .. '|n', jid .. '|f')
   if not (f[1] and tonumber(f[1]) and f[2]) then return false end
   local retries = string.match(f[2], JOIN_FIELDS)
-  return retries ~= nil and tonumber(retries) ~= nil
+  return retries ~= nil and string.match(retries, '^d?%d*$') ~= nil
 end
 
 -- What a gone job leaves behind: its payload, its error, its arrival at its join.

@@ -37,6 +37,9 @@ SCRIPT_KEY_NAMES: tuple[str, ...] = (
     "workers",
     "heartbeats",
     "history",
+    "definitions",
+    "pvals",
+    "suspended_pis",
 )
 
 
@@ -158,6 +161,18 @@ class Keys:
     @property
     def history(self) -> str:
         return self.prefix + "history"
+
+    @property
+    def definitions(self) -> str:
+        return self.prefix + "definitions"
+
+    @property
+    def pvals(self) -> str:
+        return self.prefix + "pvals"
+
+    @property
+    def suspended_pis(self) -> str:
+        return self.prefix + "suspended_pis"
 
     @property
     def wake_channel(self) -> str:

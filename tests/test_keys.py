@@ -45,6 +45,9 @@ SHOP_KEYS = {
     "workers": "rexec:{shop}:workers",
     "heartbeats": "rexec:{shop}:heartbeats",
     "history": "rexec:{shop}:history",
+    "definitions": "rexec:{shop}:definitions",
+    "pvals": "rexec:{shop}:pvals",
+    "suspended_pis": "rexec:{shop}:suspended_pis",
 }
 
 SHOP_SCRIPT_KEYS = [
@@ -71,6 +74,9 @@ SHOP_SCRIPT_KEYS = [
     "rexec:{shop}:workers",
     "rexec:{shop}:heartbeats",
     "rexec:{shop}:history",
+    "rexec:{shop}:definitions",
+    "rexec:{shop}:pvals",
+    "rexec:{shop}:suspended_pis",
 ]
 
 valid_namespaces = st.text(

@@ -25,4 +25,7 @@ local K = {
   workers = KEYS[21],        -- hash  worker id -> its announcement (JSON)
   heartbeats = KEYS[22],     -- zset  score last heartbeat ms, member worker id
   history = KEYS[23],        -- stream  finished jobs, when the history is on
+  definitions = KEYS[24],    -- hash  type -> stored job definition (rexec/definitions.py)
+  pvals = KEYS[25],          -- hash  pi -> plain forms of its scalar variables (rules read them)
+  suspended_pis = KEYS[26],  -- set   suspended process instances
 }

@@ -2,6 +2,7 @@
 -- @include pi_member
 -- @include is_pi_exclusive
 -- @include scheduled_member
+-- @include wake_note
 -- Puts an unlocked job into the index its state calls for; returns that state.
 -- Exclusive jobs of a locked process instance go to pijobs only (parked).
 local function place_job(id, j, now)
@@ -23,5 +24,6 @@ local function place_job(id, j, now)
     if redis.call('HEXISTS', K.pilocks, j.pi) == 1 then return 'parked' end
   end
   redis.call('ZADD', K.ready, 0, m)
+  wake_note(j.t, j.p)
   return 'ready'
 end

@@ -1,3 +1,4 @@
+-- @include wake_note
 -- One exclusive job of process instance `pi` is no longer locked. When it was the last,
 -- the instance is free: its parked jobs go back to the ready queue, in their order.
 local function release_pi(pi)
@@ -8,6 +9,7 @@ local function release_pi(pi)
   for _, pm in ipairs(parked) do
     local key, jtype = string.match(pm, '^[^|]*|([^|]*)|([^|]*)$')
     redis.call('ZADD', K.ready, 0, jtype .. '|' .. key .. '|' .. pi)
+    wake_note(jtype, string.sub(key, 1, 16))
   end
   return #parked > 0
 end
