@@ -468,7 +468,8 @@ def test_optional_commands(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_help_lists_commands() -> None:
     out = CliRunner().invoke(main, ["--help"]).output
     for command in ("enqueue", "jobs", "job", "priority", "suspend", "activate", "retries",
-                    "delete", "definitions", "deploy", "counts", "stats", "nodes", "worker"):  # fmt: skip
+                    "delete", "definitions", "deploy", "counts", "stats", "nodes",
+                    "worker"):  # fmt: skip
         assert command in out
 
 
