@@ -38,7 +38,12 @@ end
 
 local function zrem(index, m)
   if index == 'ready' then return redis.call('ZREM', K.ready, m) end
-  if index == 'scheduled' then return redis.call('ZREM', K.scheduled, m) end
+  if index == 'scheduled' then
+    -- its twin in future (same job, ready_member order: type first)
+    local key, jtype, pi = string.match(m, '^([^|]*)|([^|]*)|?(.*)$')
+    if key then redis.call('ZREM', K.future, jtype .. '|' .. key .. (pi ~= '' and ('|' .. pi) or '')) end
+    return redis.call('ZREM', K.scheduled, m)
+  end
   if index == 'suspended' then return redis.call('ZREM', K.suspended, m) end
   if index == 'pijobs' then return redis.call('ZREM', K.pijobs, m) end
   if index == 'locked' then return redis.call('ZREM', K.locked, m) end

@@ -68,7 +68,7 @@ local last = redis.call('INCRBY', K.seq, n)
 local first = last - n + 1
 local seen_types = {}
 local woke = false
-local records, payloads, ready, scheduled = {}, {}, {}, {}
+local records, payloads, ready, scheduled, future = {}, {}, {}, {}, {}
 local now_s = num(now)
 for i = 0, n - 1 do
   local base = 3 + i * 7
@@ -101,6 +101,8 @@ for i = 0, n - 1 do
   elseif d > now then
     scheduled[#scheduled + 1] = d
     scheduled[#scheduled + 1] = scheduled_member(id, j)
+    future[#future + 1] = 0
+    future[#future + 1] = ready_member(id, j)
     wake_note(jtype, pk)
   else
     ready[#ready + 1] = 0
@@ -112,6 +114,7 @@ call_chunked('HSET', K.jobs, records)
 if #payloads > 0 then call_chunked('HSET', K.payloads, payloads) end
 if #scheduled > 0 then
   call_chunked('ZADD', K.scheduled, scheduled)
+  call_chunked('ZADD', K.future, future)
   woke = true  -- idle workers learn the new next due time, and wake up for it
 end
 if #ready > 0 then

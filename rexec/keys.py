@@ -40,6 +40,7 @@ SCRIPT_KEY_NAMES: tuple[str, ...] = (
     "definitions",
     "pvals",
     "suspended_pis",
+    "future",
 )
 
 
@@ -173,6 +174,10 @@ class Keys:
     @property
     def suspended_pis(self) -> str:
         return self.prefix + "suspended_pis"
+
+    @property
+    def future(self) -> str:
+        return self.prefix + "future"
 
     @property
     def wake_channel(self) -> str:

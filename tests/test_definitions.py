@@ -484,3 +484,73 @@ class TestWakeMessages:
     def test_priority_bound_of_the_wake_filter(self) -> None:
         top = WakeFilter(priority_max=PRIORITY_MAX)
         assert top.accepts("x", priority_key(PRIORITY_MAX))
+
+
+# -- strict order among due jobs ------------------------------------------------------------------
+
+
+def wait_until(store: Any, ms: int) -> None:
+    import time
+
+    while store.time_ms() <= ms:
+        time.sleep(0.02)
+
+
+class TestStrictDueOrder:
+    @pytest.mark.parametrize("priority", [100, 1_000_000])
+    def test_high_priority_due_after_a_due_backlog_is_in_the_first_acquisition(
+        self, producer: App, priority: int
+    ) -> None:
+        from rexec.check import check
+
+        store = producer.store
+        now = store.time_ms()
+        store.enqueue([NewJob("low", due_ms=now + 300, exclusive=False)] * 5000)
+        (high,) = store.enqueue([NewJob("low", due_ms=now + 600, priority=priority)])
+        (other,) = store.enqueue([NewJob("other", due_ms=now + 600, priority=priority - 1)])
+        wait_until(store, now + 650)
+        first = store.acquire_jobs("w", 10)
+        assert [j.id for j in first.jobs[:2]] == [high, other]
+        assert all(j.priority == 0 for j in first.jobs[2:]) and len(first.jobs) == 10
+        assert check(store) == []
+
+    def test_exclusive_job_due_behind_a_backlog_comes_with_its_instance(
+        self, producer: App
+    ) -> None:
+        from rexec.check import check
+
+        store = producer.store
+        pi = producer.start_process_instance({})
+        now = store.time_ms()
+        store.enqueue([NewJob("low", due_ms=now + 200, exclusive=False)] * 2000)
+        a, b = store.enqueue(
+            [NewJob("x", due_ms=now + 400, priority=9, process_instance_id=pi)] * 2
+        )
+        wait_until(store, now + 450)
+        first = store.acquire_jobs("w", 3)
+        assert first.batches[0] and [j.id for j in first.batches[0]] == [a, b]
+        assert check(store) == []
+
+    def test_future_groups_of_higher_priority_do_not_hide_due_jobs(self, producer: App) -> None:
+        from rexec.check import check
+
+        store = producer.store
+        now = store.time_ms()
+        store.enqueue([NewJob("t", due_ms=now + 600_000, priority=p) for p in range(10, 50)])
+        (due,) = store.enqueue([NewJob("t", due_ms=now + 200, priority=1)])
+        store.enqueue([NewJob("t", due_ms=now + 200, priority=0)] * 500)
+        wait_until(store, now + 250)
+        assert store.acquire_jobs("w", 1).jobs[0].id == due
+        counts = producer.management.counts()
+        assert counts["scheduled"] == 40 and counts["locked"] == 1
+        assert check(store) == []
+
+    def test_a_rescheduled_job_is_found_in_order_after_it_falls_due(self, producer: App) -> None:
+        store = producer.store
+        (job_id,) = store.enqueue([NewJob("t", priority=50, retries=3)])
+        job = store.acquire_jobs("w", 1).jobs[0]
+        now = store.time_ms()
+        store.fail(job, "again", retry_cycle=None)  # no wait: ready again at once
+        store.enqueue([NewJob("t", due_ms=now + 100)] * 3000)
+        wait_until(store, now + 150)
+        assert store.acquire_jobs("w", 5).jobs[0].id == job_id

@@ -48,6 +48,7 @@ SHOP_KEYS = {
     "definitions": "rexec:{shop}:definitions",
     "pvals": "rexec:{shop}:pvals",
     "suspended_pis": "rexec:{shop}:suspended_pis",
+    "future": "rexec:{shop}:future",
 }
 
 SHOP_SCRIPT_KEYS = [
@@ -77,6 +78,7 @@ SHOP_SCRIPT_KEYS = [
     "rexec:{shop}:definitions",
     "rexec:{shop}:pvals",
     "rexec:{shop}:suspended_pis",
+    "rexec:{shop}:future",
 ]
 
 valid_namespaces = st.text(

@@ -28,4 +28,5 @@ local K = {
   definitions = KEYS[24],    -- hash  type -> stored job definition (rexec/definitions.py)
   pvals = KEYS[25],          -- hash  pi -> plain forms of its scalar variables (rules read them)
   suspended_pis = KEYS[26],  -- set   suspended process instances
+  future = KEYS[27],         -- zset  lex, the scheduled jobs as in ready (see next_candidates)
 }

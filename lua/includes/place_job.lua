@@ -17,6 +17,7 @@ local function place_job(id, j, now)
   end
   if j.d > now then
     redis.call('ZADD', K.scheduled, j.d, scheduled_member(id, j))
+    redis.call('ZADD', K.future, 0, m)
     return 'scheduled'
   end
   if is_pi_exclusive(j) then
