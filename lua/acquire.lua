@@ -34,8 +34,11 @@ local filter = {}
 for i = 9, #ARGV do filter[#filter + 1] = ARGV[i] end
 local now = now_ms()
 -- Promote in step with what is taken: a midnight burst is promoted over many calls,
--- highest priority first, instead of making the first acquisition pay for all of it.
-promote_due(now, math.min(promote_cap, 4 * n + 100))
+-- instead of making the first acquisition pay for all of it. Order does not depend on
+-- it (due jobs not promoted yet are found in priority order in future, see
+-- next_candidates): promotion only keeps that walk short, so it moves about what a
+-- call takes, which keeps the cost of a call flat while a large backlog falls due.
+promote_due(now, math.min(promote_cap, n + 10))
 local reclaimed = reclaim_expired(now, reclaim_cap)
 local types = active_types(filter)
 local allowed = {}
@@ -91,18 +94,44 @@ local park = {}        -- ZADD arguments for parked
 local keep = {}        -- ZADD arguments for ready: handled candidates that stay ready
 local unready = {}     -- ready members of the jobs taken with their instance
 local park_cap = 10000
+local future_skips = 32  -- future priority groups passed over per type and call
 while count < n and parked < park_cap do
   local wanted = n - count
-  local cands = next_candidates(types, lo, hi, wanted)
+  local cands = next_candidates(types, lo, hi, wanted, now, future_skips)
   local parked_before = parked
   -- Per type, the candidates handled form a contiguous range of the ready queue: it is
   -- removed with one ZREMRANGEBYLEX rather than one ZREM each (a skiplist descent each).
   local first_of, last_of = {}, {}
+  -- Due candidates still among the scheduled jobs (c.f) leave them: a member without
+  -- its scheduled twin is stale, dropped and not taken. Exclusive jobs of an instance
+  -- are promoted first, all of this round's at once, so that an instance's batch
+  -- (read from pijobs) includes its due siblings.
+  for _, c in ipairs(cands) do
+    if c.f and c.pi ~= '' then
+      c.f = false
+      redis.call('ZREM', K.future, c.m)
+      if redis.call('ZREM', K.scheduled, c.key .. '|' .. c.t .. '|' .. c.pi) == 0 then
+        c.stale = true
+      else
+        redis.call('ZADD', K.pijobs, 0, c.pi .. '|' .. c.key .. '|' .. c.t)
+        if not locking_pi[c.pi] and redis.call('HEXISTS', K.pilocks, c.pi) == 0 then
+          redis.call('ZADD', K.ready, 0, c.m)
+        end
+      end
+    end
+  end
   for _, c in ipairs(cands) do
     if count >= n then break end
-    if not first_of[c.t] then first_of[c.t] = c.m end
-    last_of[c.t] = c.m
-    if taken[c.id] then
+    if c.f then
+      redis.call('ZREM', K.future, c.m)
+      if redis.call('ZREM', K.scheduled, c.key .. '|' .. c.t) == 0 then c.stale = true end
+    elseif not c.stale then
+      if not first_of[c.t] then first_of[c.t] = c.m end
+      last_of[c.t] = c.m
+    end
+    if c.stale then
+      -- nothing to take
+    elseif taken[c.id] then
       -- already chosen with its process instance earlier in this call
     elseif c.pi == '' then
       taken[c.id] = true

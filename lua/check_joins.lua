@@ -34,7 +34,7 @@ for i = 3, #ARGV do
   local created = false
   local t, pk, due, r, x, pi
   if f[2] then t, pk, due, r, x, pi = string.match(f[2], JOIN_FIELDS) end
-  if ARGV[2] == '1' and t and tonumber(r) then
+  if ARGV[2] == '1' and t and string.match(r, '^d?%d*$') then
     if n > 0 and f[1] ~= num(n) then
       redis.call('HSET', K.joins, jid .. '|n', n)
     elseif n == 0 then

@@ -38,7 +38,12 @@ end
 
 local function zrem(index, m)
   if index == 'ready' then return redis.call('ZREM', K.ready, m) end
-  if index == 'scheduled' then return redis.call('ZREM', K.scheduled, m) end
+  if index == 'scheduled' then
+    -- its twin in future (same job, ready_member order: type first)
+    local key, jtype, pi = string.match(m, '^([^|]*)|([^|]*)|?(.*)$')
+    if key then redis.call('ZREM', K.future, jtype .. '|' .. key .. (pi ~= '' and ('|' .. pi) or '')) end
+    return redis.call('ZREM', K.scheduled, m)
+  end
   if index == 'suspended' then return redis.call('ZREM', K.suspended, m) end
   if index == 'pijobs' then return redis.call('ZREM', K.pijobs, m) end
   if index == 'parked' then return redis.call('ZREM', K.parked, m) end
@@ -52,7 +57,7 @@ local function join_alive(jid)
   local f = redis.call('HMGET', K.joins, jid .. '|n', jid .. '|f')
   if not (f[1] and tonumber(f[1]) and f[2]) then return false end
   local retries = string.match(f[2], JOIN_FIELDS)
-  return retries ~= nil and tonumber(retries) ~= nil
+  return retries ~= nil and string.match(retries, '^d?%d*$') ~= nil
 end
 
 -- What a gone job leaves behind: its payload, its error, its arrival at its join.

@@ -12,16 +12,22 @@ ARGV[1] wake channel; [2] owner; [3] job id; [4] revision; [5] lock_ms;
     creation fields (type, priority key, due, retries, exclusive, pi, payload);
 then the number of new jobs M, then 9 fields each: the creation fields, the join it is a
     branch of (1..J, or 0), and '1' to lock it at once for the owner;
-last: '1' to end the job's process instance (its record and variables go), else '0'
+then '1' to end the job's process instance (its record and variables go), else '0';
+last (optional): the plain forms of the new variables (rexec/rules.py)
+New jobs resolve their priority, retries and exclusivity against the store with the
+variables as this commit leaves them (resolve_new).
 Reply: {status, {id, record, payload or nil, ...}} with status 0 committed, 1 no such
 job, 2 lock lost, 4 variables changed since they were read, 5 a new job names a process
-instance that does not exist (nothing is written unless the status is 0)
+instance that does not exist ({5, {pi}}), 6 a new job's type has its priority rule in
+Python and none was given ({6, {type}}) (nothing is written unless the status is 0)
 ]]
 -- @include keys
+-- @include wake_message
 -- @include now_ms
 -- @include num
 -- @include check_owner
 -- @include create_job
+-- @include resolve_new
 -- @include place_job
 -- @include lock_job
 -- @include release_pi
@@ -54,7 +60,7 @@ for k = 1, new_count do
 end
 local end_at = new_at + 1 + new_count * 9
 arg_flag(end_at)
-if #ARGV ~= end_at then
+if #ARGV ~= end_at and #ARGV ~= end_at + 1 then
   return redis.error_reply('REXEC:BAD_ARGUMENT commit expects ' .. end_at .. ' arguments, got ' .. #ARGV)
 end
 
@@ -79,6 +85,14 @@ do
       known[pi] = true
     end
   end
+  local made = {}
+  for k = 1, join_count do made[#made + 1] = 12 + (k - 1) * 8 + 1 end
+  for k = 1, new_count do made[#made + 1] = new_at + 1 + (k - 1) * 9 end
+  for _, b in ipairs(made) do
+    if not resolve_new(ARGV[b], ARGV[b + 1], ARGV[b + 3], ARGV[b + 4], ARGV[b + 5], false) then
+      return {6, {ARGV[b]}}
+    end
+  end
 end
 
 local now = now_ms()
@@ -88,6 +102,12 @@ if var_pi ~= '' then
   local rev, pk = string.match(pi_rec, '^([^|]*)|(.*)$')
   redis.call('HSET', K.pis, var_pi, num(tonumber(rev) + 1) .. '|' .. pk)
   redis.call('HSET', K.vars, var_pi, ARGV[10])
+  local forms = ARGV[end_at + 1]
+  if forms and forms ~= '' then
+    redis.call('HSET', K.pvals, var_pi, forms)
+  elseif forms then
+    redis.call('HDEL', K.pvals, var_pi)
+  end
 end
 -- Joins created by forks in this commit.
 local join_ids = {}
@@ -107,7 +127,8 @@ for k = 1, new_count do
   local new_id, nj = create_job({ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4], ARGV[b + 5], ARGV[b + 6]}, now)
   local join = tonumber(ARGV[b + 7])
   if join > 0 then redis.call('HSET', K.branches, new_id, join_ids[join]) end
-  if ARGV[b + 8] == '1' and nj.d <= now and redis.call('SISMEMBER', K.suspended_types, nj.t) == 0 then
+  if ARGV[b + 8] == '1' and nj.d <= now and nj.s == '0' and nj.x == '1' and nj.pi == j.pi
+      and redis.call('SISMEMBER', K.suspended_types, nj.t) == 0 then
     lock_job(new_id, nj, owner, expires)
     locked[#locked + 1] = new_id
     locked[#locked + 1] = redis.call('HGET', K.jobs, new_id)
@@ -120,6 +141,8 @@ end
 if ARGV[end_at] == '1' and j.pi ~= '' then
   redis.call('HDEL', K.pis, j.pi)
   redis.call('HDEL', K.vars, j.pi)
+  redis.call('HDEL', K.pvals, j.pi)
+  redis.call('SREM', K.suspended_pis, j.pi)
 end
 -- The job itself: gone, its instance released (after any follow-up took its lock),
 -- and, if it was a branch, arrived at its join.
@@ -134,5 +157,5 @@ if history_len > 0 then
   record_history(id, j, 'completed', history_len)
   trim_history(now, history_ttl)
 end
-if woke then redis.call('PUBLISH', ARGV[1], '1') end
+if woke then redis.call('PUBLISH', ARGV[1], wake_message()) end
 return {0, locked}

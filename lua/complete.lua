@@ -6,6 +6,7 @@ TTL ms (0 = none); then pairs: job id, revision
 Reply: one status per job: 0 committed, 1 no such job, 2 lock lost
 ]]
 -- @include keys
+-- @include wake_message
 -- @include decode_job
 -- @include release_pi
 -- @include is_pi_exclusive
@@ -67,5 +68,5 @@ if #done > 0 then
   for t, k in pairs(gone_of_type) do count_gone_jobs(t, k) end
 end
 if history_len > 0 and #done > 0 then trim_history(now_ms(), history_ttl) end
-if woke then redis.call('PUBLISH', ARGV[1], '1') end
+if woke then redis.call('PUBLISH', ARGV[1], wake_message()) end
 return statuses

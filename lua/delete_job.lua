@@ -6,6 +6,7 @@ ARGV[1] wake channel; [2..] job ids
 Reply: one status per job: 0 deleted, 1 no such job
 ]]
 -- @include keys
+-- @include wake_message
 -- @include decode_job
 -- @include unplace_job
 -- @include release_pi
@@ -32,5 +33,5 @@ for i = 2, #ARGV do
     statuses[#statuses + 1] = 0
   end
 end
-if woke then redis.call('PUBLISH', ARGV[1], '1') end
+if woke then redis.call('PUBLISH', ARGV[1], wake_message()) end
 return statuses

@@ -1,11 +1,14 @@
 --[[ enqueue: creates jobs (one call per chunk; all or nothing).
 KEYS: the namespace keys (includes/keys.lua)
 ARGV[1] wake channel; ARGV[2] number of jobs n; then 7 fields per job:
-  type, priority key ('' = none given: the override, instance or 0 applies),
-  due ('' = now, '+ms' = after a delay, 'ms' = at that time), retries,
-  exclusive ('1'/'0'), process instance id ('' = none), msgpack payload ('' = none)
+  type, priority ('' = none given, '<pk>' explicit, 'd<pk>' the app's own rule result),
+  due ('' = now, '+ms' = after a delay, 'ms' = at that time),
+  retries ('<n>' explicit, 'd<n>' the app's default, '' = none),
+  exclusive ('1'/'0' explicit, 'd1'/'d0' the app's default, '' = none),
+  process instance id ('' = none), msgpack payload ('' = none).
+  What is not explicit comes from the stored job definition (resolve_new, SPEC §4).
 Reply: id of the first job; the others follow in order (ids are consecutive).
-Errors: 'REXEC:PI_NOT_FOUND <pi>'; nothing is written then.
+Errors: 'REXEC:PI_NOT_FOUND <pi>', 'REXEC:RULE_UNAVAILABLE <type>'; nothing is written then.
 ]]
 -- @include keys
 -- @include arg_int
@@ -16,55 +19,64 @@ Errors: 'REXEC:PI_NOT_FOUND <pi>'; nothing is written then.
 -- @include scheduled_member
 -- @include call_chunked
 -- @include count_new_jobs
+-- @include resolve_new
+-- @include wake_message
 
 local n = arg_int(2, 1, 100000)
 if #ARGV ~= 2 + 7 * n then return redis.error_reply('REXEC:BAD_ARGUMENT expected 7 fields per job') end
 for i = 0, n - 1 do
   local base = 3 + i * 7
   local pk, due, x = ARGV[base + 1], ARGV[base + 2], ARGV[base + 4]
-  arg_int(base + 3, 1, 1000000)
+  local r = ARGV[base + 3]
+  local rn = tonumber(string.match(r, '^d?(%d+)$'))
+  if r ~= '' and not (rn and rn >= 1 and rn <= 1000000) then
+    return redis.error_reply('REXEC:BAD_ARGUMENT retries ' .. r)
+  end
   if ARGV[base] == '' or string.find(ARGV[base], '|', 1, true) then
     return redis.error_reply('REXEC:BAD_ARGUMENT job type ' .. ARGV[base])
   end
-  if pk ~= '' and not string.match(pk, '^%x%x%x%x%x%x%x%x%x%x%x%x%x%x%x%x$') then
+  if pk ~= '' and not string.match(pk, '^d?%x%x%x%x%x%x%x%x%x%x%x%x%x%x%x%x$') then
     return redis.error_reply('REXEC:BAD_ARGUMENT priority key ' .. pk)
   end
   if due ~= '' and not string.match(due, '^%+?%d+$') then
     return redis.error_reply('REXEC:BAD_ARGUMENT due ' .. due)
   end
-  if x ~= '0' and x ~= '1' then return redis.error_reply('REXEC:BAD_ARGUMENT exclusive ' .. x) end
+  if x ~= '' and not string.match(x, '^d?[01]$') then
+    return redis.error_reply('REXEC:BAD_ARGUMENT exclusive ' .. x)
+  end
 end
 local now = now_ms()
-local pi_keys = {}
+local pi_keys = {}  -- instances known to exist
 for i = 0, n - 1 do
   local pi = ARGV[3 + i * 7 + 5]
   if pi ~= '' and pi_keys[pi] == nil then
     local rec = redis.call('HGET', K.pis, pi)
     if not rec then return redis.error_reply('REXEC:PI_NOT_FOUND ' .. pi) end
-    pi_keys[pi] = string.match(rec, '^[^|]*|(.*)$')
+    pi_keys[pi] = true
   end
+end
+-- Every job resolved against the store before the first write.
+local resolved = {}
+for i = 0, n - 1 do
+  local base = 3 + i * 7
+  local pk, r, x, s = resolve_new(ARGV[base], ARGV[base + 1], ARGV[base + 3], ARGV[base + 4],
+    ARGV[base + 5], false)
+  if not pk then return redis.error_reply(r) end
+  resolved[i] = {pk, r, x, s}
 end
 
 local last = redis.call('INCRBY', K.seq, n)
 local first = last - n + 1
-local overrides, of_type = {}, {}
+local of_type = {}
 local woke = false
-local records, payloads, ready, scheduled = {}, {}, {}, {}
+local records, payloads, ready, scheduled, future = {}, {}, {}, {}, {}
 local now_s = num(now)
 for i = 0, n - 1 do
   local base = 3 + i * 7
-  local jtype, pk, due = ARGV[base], ARGV[base + 1], ARGV[base + 2]
+  local jtype, due = ARGV[base], ARGV[base + 2]
   local pi, payload = ARGV[base + 5], ARGV[base + 6]
-  if of_type[jtype] == nil then
-    of_type[jtype] = 0
-    overrides[jtype] = redis.call('HGET', K.overrides, jtype)
-  end
-  of_type[jtype] = of_type[jtype] + 1
-  if overrides[jtype] then
-    pk = overrides[jtype]
-  elseif pk == '' then
-    pk = (pi ~= '' and pi_keys[pi] ~= '') and pi_keys[pi] or '7fffffffffffffff'
-  end
+  local pk, r, x, s = unpack(resolved[i])
+  of_type[jtype] = (of_type[jtype] or 0) + 1
   local d
   if due == '' then
     d = now
@@ -74,23 +86,26 @@ for i = 0, n - 1 do
     d = tonumber(due)
   end
   local id = num(first + i)
-  local j = {t = jtype, p = pk, d = d, r = tonumber(ARGV[base + 3]), x = ARGV[base + 4],
-             pi = pi, v = 0, o = '', e = '', s = '0'}
+  local j = {t = jtype, p = pk, d = d, r = r, x = x, pi = pi, v = 0, o = '', e = '', s = s}
   records[#records + 1] = id
   records[#records + 1] = encode_job(j)
   if payload ~= '' then
     payloads[#payloads + 1] = id
     payloads[#payloads + 1] = payload
   end
-  if j.x == '1' and pi ~= '' then
+  if (j.x == '1' and pi ~= '') or s == '1' then
     -- exclusive jobs of an instance need the instance's lock state: one at a time
     if place_job(id, j, now) == 'ready' then woke = true end
   elseif d > now then
     scheduled[#scheduled + 1] = d
     scheduled[#scheduled + 1] = scheduled_member(id, j)
+    future[#future + 1] = 0
+    future[#future + 1] = ready_member(id, j)
+    wake_note(jtype, pk)
   else
     ready[#ready + 1] = 0
     ready[#ready + 1] = ready_member(id, j)
+    wake_note(jtype, pk)
   end
 end
 for jtype, k in pairs(of_type) do count_new_jobs(jtype, k) end
@@ -98,11 +113,12 @@ call_chunked('HSET', K.jobs, records)
 if #payloads > 0 then call_chunked('HSET', K.payloads, payloads) end
 if #scheduled > 0 then
   call_chunked('ZADD', K.scheduled, scheduled)
+  call_chunked('ZADD', K.future, future)
   woke = true  -- idle workers learn the new next due time, and wake up for it
 end
 if #ready > 0 then
   call_chunked('ZADD', K.ready, ready)
   woke = true
 end
-if woke then redis.call('PUBLISH', ARGV[1], '1') end
+if woke then redis.call('PUBLISH', ARGV[1], wake_message()) end
 return first

@@ -5,6 +5,7 @@ ARGV[1] wake channel; [2] retries; [3..] job ids
 Reply: one status per job: 0 done, 1 no such job
 ]]
 -- @include keys
+-- @include wake_message
 -- @include arg_int
 -- @include now_ms
 -- @include decode_job
@@ -29,5 +30,5 @@ for i = 3, #ARGV do
     statuses[#statuses + 1] = 0
   end
 end
-if woke then redis.call('PUBLISH', ARGV[1], '1') end
+if woke then redis.call('PUBLISH', ARGV[1], wake_message()) end
 return statuses

@@ -5,6 +5,7 @@ ARGV[1] wake channel; [2] '1' or '0'; [3] only jobs of this type ('' = any); [4.
 Reply: one status per job: 0 changed, 1 no such job (or not of that type), 3 already so
 ]]
 -- @include keys
+-- @include wake_message
 -- @include now_ms
 -- @include decode_job
 -- @include encode_job
@@ -33,5 +34,5 @@ for i = 4, #ARGV do
     end
   end
 end
-if woke then redis.call('PUBLISH', ARGV[1], '1') end
+if woke then redis.call('PUBLISH', ARGV[1], wake_message()) end
 return statuses

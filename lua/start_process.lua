@@ -1,16 +1,19 @@
 --[[ start_process: creates a process instance with its variables.
 KEYS: the namespace keys (includes/keys.lua)
-ARGV[1] priority key ('' = none); [2] msgpack variables
+ARGV[1] process-level priority: '' none, a priority key, or a declarative rule
+('v:...', rexec/rules.py) re-evaluated at each job creation; [2] msgpack variables;
+[3] plain forms of its scalar variables ('' = none; what rules read)
 Reply: the process instance id
 ]]
 -- @include keys
 -- @include num
 
-if ARGV[1] ~= '' and not string.match(ARGV[1], '^%x%x%x%x%x%x%x%x%x%x%x%x%x%x%x%x$') then
-  return redis.error_reply('REXEC:BAD_ARGUMENT priority key ' .. ARGV[1])
+if string.find(ARGV[1], '|', 1, true) or string.find(ARGV[3] or '', '|', 1, true) then
+  return redis.error_reply('REXEC:BAD_ARGUMENT priority rule or plain forms')
 end
 if ARGV[2] == nil then return redis.error_reply('REXEC:BAD_ARGUMENT start_process needs its variables') end
 local pi = 'p' .. num(redis.call('INCR', K.seq))
 redis.call('HSET', K.pis, pi, '0|' .. ARGV[1])
 redis.call('HSET', K.vars, pi, ARGV[2])
+if ARGV[3] and ARGV[3] ~= '' then redis.call('HSET', K.pvals, pi, ARGV[3]) end
 return pi

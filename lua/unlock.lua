@@ -4,6 +4,7 @@ ARGV[1] wake channel; [2] owner; then pairs: job id, revision
 Reply: one status per job: 0 unlocked, 1 no such job, 2 lock lost
 ]]
 -- @include keys
+-- @include wake_message
 -- @include now_ms
 -- @include check_owner
 -- @include unlock_job
@@ -22,5 +23,5 @@ for i = 3, #ARGV, 2 do
   end
   statuses[#statuses + 1] = status
 end
-if woke then redis.call('PUBLISH', ARGV[1], '1') end
+if woke then redis.call('PUBLISH', ARGV[1], wake_message()) end
 return statuses

@@ -13,19 +13,23 @@ from rexec.errors import (
     OptimisticLockingError,
     PartialEnqueueError,
     PayloadError,
+    PriorityRuleUnavailableError,
     ProcessInstanceNotFoundError,
     RexecError,
     ScriptError,
+    UnknownJobTypeError,
     ValidationError,
 )
 from rexec.job import Job, JobState
 from rexec.retry import RetryCycle
+from rexec.rules import FromVariable, from_variable
 from rexec.store import AcquiredJobs, NewJob, Store
 
 __all__ = [
     "AcquiredJobs",
     "App",
     "ConfigurationError",
+    "FromVariable",
     "HandlerNotFoundError",
     "InvalidJobTypeError",
     "InvalidPriorityError",
@@ -40,11 +44,14 @@ __all__ = [
     "OptimisticLockingError",
     "PartialEnqueueError",
     "PayloadError",
+    "PriorityRuleUnavailableError",
     "ProcessInstanceNotFoundError",
     "RetryCycle",
     "RexecError",
     "ScriptError",
     "Store",
+    "UnknownJobTypeError",
     "ValidationError",
+    "from_variable",
 ]
 __version__ = "0.1.0"

@@ -11,10 +11,18 @@ from typing import Any, TypeVar
 import redis
 
 from rexec.codec import check_ms, check_priority, check_type, pack, unpack, variables_dict
-from rexec.errors import ConfigurationError, ProcessInstanceNotFoundError, ValidationError
+from rexec.definitions import definition_head, fingerprint, safe_name
+from rexec.errors import (
+    ConfigurationError,
+    OptimisticLockingError,
+    ProcessInstanceNotFoundError,
+    ValidationError,
+)
 from rexec.management import Management
 from rexec.priority import PriorityRule, ProcessPriority, process_priority, rule_priority
 from rexec.retry import DEFAULT_RETRY_CYCLE, RetryCycle
+from rexec.rules import FromVariable, plain_forms
+from rexec.status import Status
 from rexec.store import NewJob, Store, check_acquisition, check_process_instance_id
 
 Handler = Callable[..., Any]
@@ -24,6 +32,12 @@ ENQUEUE_OPTIONS = frozenset(
     {"priority", "due_ms", "delay_ms", "process_instance_id", "exclusive", "retries"}
 )
 SPEC_KEYS = ENQUEUE_OPTIONS | {"type", "payload"}
+DEPLOY_STATUSES = ("new", "unchanged", "changed", "conflict")
+
+
+def _python_rule(definition: JobDefinition | None) -> bool:
+    rule = None if definition is None else definition.priority
+    return callable(rule) and not isinstance(rule, FromVariable)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +82,7 @@ class App:
         self.history_max_len = history_max_len
         self.history_ttl_ms = history_ttl_ms
         self.definitions: dict[str, JobDefinition] = {}
+        self.app_path: str | None = None  # module:attribute, when loaded by a command
         self._client: redis.Redis | None = None
         self._store: Store | None = None
         Store.validate_namespace(self.namespace)
@@ -139,11 +154,13 @@ class App:
     ) -> Callable[[F], F]:
         """Registers ``fn(ctx, payload)`` as the handler of job ``type``.
 
-        ``priority`` is an int or ``fn(payload, variables) -> int`` (the type's priority
-        rule); ``retry_cycle`` is ``R5/PT5M`` or ``PT1M,PT5M,PT10M``.
+        ``priority`` is the type's priority rule: an int, ``rexec.from_variable(...)``
+        (evaluated by the store, for every producer) or ``fn(payload, variables) ->
+        int`` (evaluated by this app only); ``retry_cycle`` is ``R5/PT5M`` or
+        ``PT1M,PT5M,PT10M``. ``deploy()`` stores the definition in Redis.
         """
         check_type(type)
-        if priority is not None and not callable(priority):
+        if not (priority is None or callable(priority) or isinstance(priority, FromVariable)):
             check_priority(priority)
         cycle = RetryCycle.parse(retry_cycle)
         if lock_ms is not None and (not isinstance(lock_ms, int) or lock_ms < 100):
@@ -200,7 +217,7 @@ class App:
             for spec in specs
             if spec.get("priority") is None
             and spec.get("process_instance_id") is not None
-            and callable(getattr(self.definitions.get(spec.get("type", "")), "priority", None))
+            and _python_rule(self.definitions.get(spec.get("type", "")))
         }
         for pi in rules_need:
             variables[str(pi)] = self.get_variables(str(pi))
@@ -219,29 +236,48 @@ class App:
         job_type = spec.get("type")
         if not isinstance(job_type, str):
             raise ValidationError(f"a job spec needs a 'type' string, got {job_type!r}")
+        # What is not given explicitly comes from the type's stored definition (the
+        # store resolves it); this app's own definition only stands in for a type never
+        # deployed, and supplies the result of a priority rule that lives in Python.
         definition = self.definitions.get(job_type)
         payload = spec.get("payload")
         pi = spec.get("process_instance_id")
-        priority = spec.get("priority")
-        if priority is None and definition is not None and definition.priority is not None:
+        own_priority = None
+        if spec.get("priority") is None and definition is not None:
             rule_variables = variables.get(pi, {}) if isinstance(pi, str) else {}
-            priority = rule_priority(definition.priority, payload, rule_variables)
+            own_priority = rule_priority(definition.priority, payload, rule_variables)
         exclusive = spec.get("exclusive")
-        if exclusive is None:
-            exclusive = definition.exclusive if definition is not None else True
-        retries = spec.get("retries")
-        if retries is None:
-            retries = (definition.retry_cycle if definition else DEFAULT_RETRY_CYCLE).executions
         return NewJob(
             type=job_type,
             payload_raw=None if payload is None else pack(payload),
-            priority=priority,
+            priority=spec.get("priority"),
             due_ms=spec.get("due_ms"),
             delay_ms=spec.get("delay_ms"),
-            retries=retries,
-            exclusive=bool(exclusive),
+            retries=spec.get("retries"),
+            exclusive=None if exclusive is None else bool(exclusive),
             process_instance_id=pi,
+            rule_priority=own_priority,
+            default_retries=definition.retry_cycle.executions if definition else None,
+            default_exclusive=definition.exclusive if definition else None,
         )
+
+    # -- job definitions ----------------------------------------------------------------
+
+    def deploy(self, *, app_path: str | None = None) -> dict[str, str]:
+        """Stores this app's job definitions in Redis (one script): from then on every
+        producer gets their priority rule, retry cycle and defaults. The last deploy of
+        a type wins. Returns, per type, ``new``, ``unchanged``, ``changed`` or
+        ``conflict`` (it replaced another app's different definition)."""
+        import socket
+
+        path = app_path or self.app_path or "unknown"
+        host = safe_name(socket.gethostname())
+        rows = []
+        for name in sorted(self.definitions):
+            head = definition_head(self.definitions[name])
+            rows.append((name, head, fingerprint(head), host, safe_name(path)))
+        statuses = self.store.deploy(rows)
+        return {row[0]: DEPLOY_STATUSES[s] for row, s in zip(rows, statuses, strict=True)}
 
     # -- process instances ------------------------------------------------------------------
 
@@ -259,7 +295,9 @@ class App:
         if not all(isinstance(name, str) for name in variables):
             raise ValidationError("variable names must be strings")
         raw = pack(variables, "variables")
-        return self.store.start_process_instance(raw, process_priority(priority, variables))
+        return self.store.start_process_instance(
+            raw, process_priority(priority, variables), plain_forms(variables)
+        )
 
     def start_process_instances(
         self,
@@ -275,8 +313,35 @@ class App:
             values = dict(one)
             if not all(isinstance(name, str) for name in values):
                 raise ValidationError("variable names must be strings")
-            prepared.append((pack(values, "variables"), process_priority(priority, values)))
+            prepared.append(
+                (pack(values, "variables"), process_priority(priority, values), plain_forms(values))
+            )
         return self.store.start_process_instances(prepared)
+
+    def set_variables(self, process_instance_id: str, variables: Mapping[str, Any]) -> int:
+        """Sets variables of a process instance from outside (Camunda's setVariables):
+        merged into its variables atomically, bumping its revision, so a running job
+        that read the old ones cannot commit changes over them. Returns the new
+        revision."""
+        if not isinstance(variables, Mapping):
+            raise ValidationError(f"variables are a mapping, got {type(variables).__name__}")
+        changes = dict(variables)
+        if not all(isinstance(name, str) and name for name in changes):
+            raise ValidationError("variable names must be non-empty strings")
+        pack(changes, "variables")  # refuse what msgpack cannot hold before reading
+        for _ in range(100):
+            revision, _, raw = self.store.read_process_instance(process_instance_id)
+            merged = {**variables_dict(unpack(raw, "variables"), process_instance_id), **changes}
+            status = self.store.set_variables(
+                process_instance_id, revision, pack(merged, "variables"), plain_forms(merged)
+            )
+            if status == Status.OK:
+                return revision + 1
+            if status == Status.PI_NOT_FOUND:
+                raise ProcessInstanceNotFoundError(f"no process instance {process_instance_id!r}")
+        raise OptimisticLockingError(
+            f"process instance {process_instance_id!r} kept changing; variables not set"
+        )
 
     def end_process_instance(self, process_instance_id: str) -> bool:
         """Removes a process instance (record and variables); False if there was none.

@@ -203,8 +203,46 @@ def bench_store(url: str, big: int, console: Console) -> dict[str, Any]:
         done += len(acquired.jobs)
     results["acquire_complete_jobs_per_s"] = round(done / (time.perf_counter() - started))
     drop_namespace(client, ns)
+
+    # 6. strict order among due jobs: a backlog of due jobs nobody promoted yet
+    for size in (1000, big):
+        console.print(f"store: {size:,} jobs falling due at once, then a high-priority one ...")
+        for key, value in due_backlog(client, size, options).items():
+            results.setdefault(key, {})[str(size)] = value
     client.close()
     return results
+
+
+def due_backlog(client: redis.Redis, size: int, options: AcquireOptions) -> dict[str, Any]:
+    """Acquisition while ``size`` jobs fall due at once (each call promotes only a few of
+    them), and how long after its due time a priority-100 job falling due behind them
+    is acquired, and by which acquisition after its due time (1 = the first)."""
+    ns = fresh_namespace("bench-store")
+    store = Store(client, ns)
+    # Due after the enqueue (about 0.1 ms a job, with room), so all of them are still
+    # waiting among the scheduled jobs when they fall due together.
+    backlog_due = store.time_ms() + size // 8 + 2000
+    enqueue_plain(store, size, due_ms=backlog_due)
+    while store.time_ms() <= backlog_due:
+        time.sleep(0.01)
+    times = timed_calls(lambda: store.acquire_jobs("bench", 50, options=options), 200)
+    due = store.time_ms() + 100
+    (high,) = store.enqueue([NewJob("noop", due_ms=due, priority=100, exclusive=False)])
+    calls_after_due = 0
+    latency_ms = None
+    for _ in range(100_000):
+        acquired = store.acquire_jobs("bench", 10, options=options)
+        if acquired.now_ms >= due:
+            calls_after_due += 1
+        if any(job.id == high for job in acquired.jobs):
+            latency_ms = acquired.now_ms - due
+            break
+    drop_namespace(client, ns)
+    return {
+        "acquire_50_median_ms_while_backlog_falls_due": round(statistics.median(times), 3),
+        "high_priority_due_to_acquired_ms": latency_ms,
+        "high_priority_acquired_by_call_after_due": calls_after_due,
+    }
 
 
 # -- drain and latency ------------------------------------------------------------------

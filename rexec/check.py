@@ -102,9 +102,11 @@ RECORD_RE = re.compile(
     r"\|(?P<x>[01])\|(?P<pi>[^|]*)\|(?P<v>\d+)\|(?P<o>[^|]*)\|(?P<e>\d*)\|(?P<s>[01])$"
 )
 JOB_ID_RE = re.compile(r"^\d{1,20}$")
-# A join's job fields: type|pk|due|retries|exclusive|pi (schema §4.3).
+# A join's job fields: type|pk|due|retries|exclusive|pi (schema §4.3); pk, retries and
+# exclusive may be the app's defaults ('d' prefix) or empty (from the stored definition).
 JOIN_FIELDS_RE = re.compile(
-    r"^[A-Za-z0-9_.:\-]{1,200}\|(?:[0-9a-f]{16})?\|(?:\+?\d{1,16})?\|\d{1,9}\|[01]\|[^|]*$"
+    r"^[A-Za-z0-9_.:\-]{1,200}\|(?:d?[0-9a-f]{16})?\|(?:\+?\d{1,16})?\|(?:d?\d{1,9})?"
+    r"\|(?:d?[01])?\|[^|]*$"
 )
 COUNT_RE = re.compile(r"^(?:0|[1-9]\d{0,17})$")
 # Ids taken from seq: jobs "<n>", process instances "p<n>", joins "j<n>".

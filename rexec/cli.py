@@ -373,19 +373,52 @@ def counts(app: App, *, as_json: bool) -> None:
 @json_option
 @with_app
 def definitions(app: App, *, as_json: bool) -> None:
-    """Job definitions: every job type seen, its overriding priority and suspension."""
+    """Job definitions: every job type, as deployed (rule, retry cycle, by which app)
+    and its overriding priority and suspension. A conflict: two apps deployed different
+    definitions of the type (the last deploy wins)."""
     infos = [dataclasses.asdict(info) for info in app.management.job_definitions()]
     if as_json:
         print_json(infos)
         return
-    table = Table("type", "overriding priority", "suspended")
+    table = Table(
+        "type", "priority rule", "retry cycle", "deployed by", "overriding priority", "suspended"
+    )
     for info in infos:
+        deployed = f"{info['app']} on {info['host']}" if info["deployed"] else "not deployed"
+        by = Text(deployed)
+        if info["conflict"]:
+            by.append(f"\nconflict: {info['conflict']}", style="red")
         table.add_row(
             cell(info["type"]),
+            cell(info["priority_rule"]),
+            cell(info["retry_cycle"]),
+            by,
             cell(info["overriding_priority"]),
             cell("yes" if info["suspended"] else "no"),
         )
     console().print(table)
+
+
+@main.command()
+@click.argument("app_path", metavar="APP")
+@namespace_option(from_app=True)
+@redis_url_option(APP_URL_HELP)
+def deploy(*, app_path: str, redis_url: str | None, namespace: str | None) -> None:
+    """Store APP's job definitions in Redis (what `rexec worker` does at start), so
+    every producer gets their priority rules, retry cycles and defaults."""
+    app = load_app(app_path)
+    if redis_url:
+        app.redis_url = redis_url
+    if namespace:
+        app.namespace = namespace
+    app.app_path = app_path
+    try:
+        statuses = app.deploy()
+    finally:
+        app.close()
+    for job_type, status in statuses.items():
+        line = f"{job_type}: {status}"
+        click.secho(line, fg="red" if status == "conflict" else None)
 
 
 @main.command()
@@ -427,14 +460,24 @@ def priority_set(app: App, *, job_id: str, new_priority: int) -> None:
     click.echo(f"job {job_id}: priority {new_priority}")
 
 
+force_option = click.option(
+    "--force", is_flag=True, help="Also for a type never deployed and without jobs."
+)
+
+
 @priority.command("override", context_settings=NEGATIVE_ARGS)
 @click.argument("job_type", metavar="TYPE")
 @click.argument("new_priority", metavar="P", type=click.INT, callback=check_priority_option)
 @click.option("--cascade", is_flag=True, help="Give every existing job of TYPE priority P too.")
+@force_option
 @with_app
-def priority_override(app: App, *, job_type: str, new_priority: int, cascade: bool) -> None:
+def priority_override(
+    app: App, *, job_type: str, new_priority: int, cascade: bool, force: bool
+) -> None:
     """New jobs of TYPE get priority P, whatever else applies."""
-    changed = app.management.set_overriding_job_priority(job_type, new_priority, cascade=cascade)
+    changed = app.management.set_overriding_job_priority(
+        job_type, new_priority, cascade=cascade, force=force
+    )
     click.echo(f"job type {job_type}: overriding priority {new_priority}")
     if cascade:
         click.echo(f"{changed} existing jobs changed")
@@ -442,10 +485,11 @@ def priority_override(app: App, *, job_type: str, new_priority: int, cascade: bo
 
 @priority.command("clear")
 @click.argument("job_type", metavar="TYPE")
+@force_option
 @with_app
-def priority_clear(app: App, *, job_type: str) -> None:
+def priority_clear(app: App, *, job_type: str, force: bool) -> None:
     """Remove TYPE's overriding priority (existing jobs keep theirs)."""
-    app.management.clear_overriding_job_priority(job_type)
+    app.management.clear_overriding_job_priority(job_type, force=force)
     click.echo(f"job type {job_type}: overriding priority cleared")
 
 
@@ -479,10 +523,13 @@ def suspend_job(app: App, *, job_id: str) -> None:
 @suspend.command("type")
 @click.argument("job_type", metavar="TYPE")
 @without_jobs_option
+@force_option
 @with_app
-def suspend_type(app: App, *, job_type: str, without_jobs: bool) -> None:
+def suspend_type(app: App, *, job_type: str, without_jobs: bool, force: bool) -> None:
     """Suspend a job definition (and, unless --without-jobs, each of its jobs)."""
-    changed = app.management.suspend_job_definition(job_type, include_jobs=not without_jobs)
+    changed = app.management.suspend_job_definition(
+        job_type, include_jobs=not without_jobs, force=force
+    )
     click.echo(f"job type {job_type}: suspended")
     if not without_jobs:
         click.echo(f"{changed} jobs suspended")
@@ -500,10 +547,13 @@ def activate_job(app: App, *, job_id: str) -> None:
 @activate.command("type")
 @click.argument("job_type", metavar="TYPE")
 @without_jobs_option
+@force_option
 @with_app
-def activate_type(app: App, *, job_type: str, without_jobs: bool) -> None:
+def activate_type(app: App, *, job_type: str, without_jobs: bool, force: bool) -> None:
     """Activate a job definition (and, unless --without-jobs, its suspended jobs)."""
-    changed = app.management.activate_job_definition(job_type, include_jobs=not without_jobs)
+    changed = app.management.activate_job_definition(
+        job_type, include_jobs=not without_jobs, force=force
+    )
     click.echo(f"job type {job_type}: active")
     if not without_jobs:
         click.echo(f"{changed} jobs activated")

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from rexec.codec import check_type, pack, unpack, variables_dict
 from rexec.errors import ValidationError
 from rexec.job import Job
+from rexec.rules import plain_forms
 from rexec.store import Effects, NewBranch, NewJob
 
 if TYPE_CHECKING:
@@ -119,8 +120,9 @@ class JobContext:
 
     def _branch(self, spec: dict[str, Any], join: int) -> NewBranch:
         job = self._new_job(spec)
+        # The store checks the job's resolved exclusivity before it locks it.
         lock_now = (
-            job.exclusive
+            job.exclusive is not False
             and job.process_instance_id is not None
             and job.process_instance_id == self.job.process_instance_id
             and self.job.exclusive
@@ -150,10 +152,13 @@ class JobContext:
             )
         variables_pi = None
         raw = b""
+        forms = ""
         if self._changes and not self._end:
             assert self._variables is not None
             variables_pi = self.job.process_instance_id
-            raw = pack({**self._variables, **self._changes}, "variables")
+            merged = {**self._variables, **self._changes}
+            raw = pack(merged, "variables")
+            forms = plain_forms(merged)
         return Effects(
             variables_pi=variables_pi,
             variables_revision=self._revision,
@@ -161,4 +166,5 @@ class JobContext:
             joins=tuple(self._joins),
             jobs=tuple(self._jobs),
             end_instance=self._end,
+            variables_forms=forms,
         )

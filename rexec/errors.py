@@ -59,6 +59,16 @@ class OptimisticLockingError(RexecError):
     instance changed under it): the change was not applied."""
 
 
+class UnknownJobTypeError(NotFoundError):
+    """An operator action names a job type that was never deployed and has no jobs
+    (pass ``force=True`` to create its definition ahead of the deploy)."""
+
+
+class PriorityRuleUnavailableError(RexecError):
+    """The job type's stored priority rule is a Python function this producer does not
+    have (it is not the app that deployed the type), so no priority can be given."""
+
+
 class HandlerNotFoundError(RexecError):
     """A worker acquired a job whose type has no handler registered in its app."""
 

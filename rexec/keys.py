@@ -39,6 +39,10 @@ SCRIPT_KEY_NAMES: tuple[str, ...] = (
     "history",
     "parked",
     "type_jobs",
+    "definitions",
+    "pvals",
+    "suspended_pis",
+    "future",
 )
 
 
@@ -168,6 +172,22 @@ class Keys:
     @property
     def type_jobs(self) -> str:
         return self.prefix + "type_jobs"
+
+    @property
+    def definitions(self) -> str:
+        return self.prefix + "definitions"
+
+    @property
+    def pvals(self) -> str:
+        return self.prefix + "pvals"
+
+    @property
+    def suspended_pis(self) -> str:
+        return self.prefix + "suspended_pis"
+
+    @property
+    def future(self) -> str:
+        return self.prefix + "future"
 
     @property
     def wake_channel(self) -> str:

@@ -7,6 +7,8 @@ script call, so they never block Redis for long, whatever the number of jobs.
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -19,17 +21,67 @@ from rexec.codec import (
     unpack,
     variables_dict,
 )
-from rexec.errors import ValidationError
+from rexec.definitions import StoredDefinition
+from rexec.errors import ProcessInstanceNotFoundError, UnknownJobTypeError, ValidationError
 from rexec.job import Job, JobState
+from rexec.retry import RetryCycle
+from rexec.rules import describe_rule
 from rexec.status import Status, raise_for_status
-from rexec.store import Store, check_job_id
+from rexec.store import Store, check_job_id, check_process_instance_id
 
 
 @dataclass(frozen=True, slots=True)
 class JobDefinitionInfo:
+    """A job type as the store knows it: its stored definition (``deployed`` False for
+    a type that has jobs or operator state but was never deployed) and operator state."""
+
     type: str
     overriding_priority: int | None
     suspended: bool
+    deployed: bool = False
+    priority_rule: str = ""
+    retry_cycle: str = ""
+    exclusive: bool | None = None
+    lock_ms: int | None = None
+    timeout_ms: int | None = None
+    app: str = ""
+    host: str = ""
+    deployed_ms: int | None = None
+    fingerprint: str = ""
+    conflict: str = ""  # the other app's deployment the last deploy replaced
+
+
+def _cycle_text(cycle: RetryCycle) -> str:
+    return f"{cycle.executions} executions, waits {','.join(map(str, cycle.intervals_ms))} ms"
+
+
+def _info(
+    name: str, override: int | None, suspended: bool, d: StoredDefinition | None
+) -> JobDefinitionInfo:
+    if d is None:
+        return JobDefinitionInfo(name, override, suspended)
+    replaced = d.replaced
+    conflict = ""
+    if d.conflict and replaced is not None:
+        conflict = (
+            f"replaced {replaced.app} on {replaced.host} (fingerprint {replaced.fingerprint})"
+        )
+    return JobDefinitionInfo(
+        name,
+        override,
+        suspended,
+        deployed=True,
+        priority_rule=describe_rule(d.rule),
+        retry_cycle=_cycle_text(d.retry_cycle),
+        exclusive=d.exclusive,
+        lock_ms=d.lock_ms,
+        timeout_ms=d.timeout_ms,
+        app=d.deployment.app,
+        host=d.deployment.host,
+        deployed_ms=d.deployment.deployed_ms,
+        fingerprint=d.deployment.fingerprint,
+        conflict=conflict,
+    )
 
 
 def _text(value: bytes | str) -> str:
@@ -45,19 +97,32 @@ class Management:
     # -- reads --------------------------------------------------------------------------
 
     def get_job(self, job_id: str) -> Job | None:
-        return self.store.get_job(job_id)
+        job = self.store.get_job(job_id)
+        if job is not None and job.state is JobState.READY and job.type in self._suspended_types():
+            return dataclasses.replace(job, state=JobState.SUSPENDED)
+        return job
+
+    def _suspended_types(self) -> set[str]:
+        return {_text(t) for t in self.client.smembers(self.keys.suspended_types)}
 
     def counts(self) -> dict[str, int]:
-        """Jobs by state (every job is in exactly one)."""
+        """Jobs by state (every job is in exactly one). The ready jobs of a suspended
+        job definition count as suspended: they are not acquired."""
         k = self.keys
         now = self.store.time_ms()
+        held = sorted(self._suspended_types())
         pipe = self.client.pipeline(transaction=False)
         pipe.hlen(k.jobs)
         pipe.zcount(k.scheduled, f"({now}", "+inf")
         pipe.zcard(k.locked)
         pipe.zcard(k.suspended)
         pipe.zcard(k.incidents)
-        total, scheduled, locked, suspended, incidents = (int(x) for x in pipe.execute())
+        for t in held:
+            pipe.zlexcount(k.ready, f"[{t}|", f"[{t}|~")
+        total, scheduled, locked, suspended, incidents, *held_ready = (
+            int(x) for x in pipe.execute()
+        )
+        suspended += sum(held_ready)
         return {
             JobState.READY.value: max(0, total - scheduled - locked - suspended - incidents),
             JobState.SCHEDULED.value: scheduled,
@@ -106,6 +171,11 @@ class Management:
             for (_, _, job_type), score in zip(chunk, pipe.execute(), strict=True):
                 if score is None:
                     bump(job_type, JobState.READY)
+        for t in self._suspended_types():
+            if t in counts:
+                per_type = counts[t]
+                per_type[JobState.SUSPENDED.value] += per_type[JobState.READY.value]
+                per_type[JobState.READY.value] = 0
         for per_type in counts.values():
             per_type["total"] = sum(per_type.values())
         return counts
@@ -154,8 +224,9 @@ class Management:
         found: list[Job] = []
         skip = offset
         page = max(10, min(500, limit + offset))
+        held = self._suspended_types()
         for one in states:
-            for job in self._iter_state(one, type, page):
+            for job in self._iter_state(one, type, page, held):
                 if skip:
                     skip -= 1
                     continue
@@ -164,16 +235,31 @@ class Management:
                 found.append(job)
         return found
 
-    def _iter_state(self, state: JobState, job_type: str | None, page: int = 500) -> Iterator[Job]:
+    def _iter_state(
+        self,
+        state: JobState,
+        job_type: str | None,
+        page: int = 500,
+        held: frozenset[str] | set[str] = frozenset(),
+    ) -> Iterator[Job]:
         k = self.keys
         if state is JobState.READY:
             # In the ready queue (by priority), then those held in pijobs by a locked
-            # process instance (parked), then those due but not yet promoted.
-            yield from self._iter_index(k.ready, "lex", job_type, state, page)
-            yield from self._iter_parked(job_type, page)
-            yield from self._iter_index(k.scheduled, "scheduled", job_type, state, page)
+            # process instance (parked), then those due but not yet promoted. Jobs of a
+            # suspended job definition are listed as suspended instead.
+            for job in itertools.chain(
+                self._iter_index(k.ready, "lex", job_type, state, page),
+                self._iter_parked(job_type, page),
+                self._iter_index(k.scheduled, "scheduled", job_type, state, page),
+            ):
+                if job.type not in held:
+                    yield job
         elif state is JobState.SUSPENDED:
             yield from self._iter_index(k.suspended, "lex", job_type, state, page)
+            for t in sorted(held):
+                if job_type is None or job_type == t:
+                    for job in self._iter_index(k.ready, "lex", t, JobState.READY, page):
+                        yield dataclasses.replace(job, state=JobState.SUSPENDED)
         elif state is JobState.SCHEDULED:
             yield from self._iter_index(k.scheduled, "scheduled", job_type, state, page)
         else:
@@ -248,19 +334,38 @@ class Management:
         return found
 
     def job_definitions(self) -> list[JobDefinitionInfo]:
+        """Every job type: deployed, with jobs, or with operator state."""
         k = self.keys
         pipe = self.client.pipeline(transaction=False)
         pipe.smembers(k.types)
         pipe.smembers(k.suspended_types)
         pipe.hgetall(k.overrides)
         types, suspended, overrides = pipe.execute()
+        stored = self.store.definitions()
         suspended_names = {_text(t) for t in suspended}
         override_of = {_text(t): priority_from_key(_text(p)) for t, p in overrides.items()}
-        names = sorted({_text(t) for t in types} | suspended_names | set(override_of))
+        names = sorted({_text(t) for t in types} | suspended_names | set(override_of) | set(stored))
         return [
-            JobDefinitionInfo(name, override_of.get(name), name in suspended_names)
+            _info(name, override_of.get(name), name in suspended_names, stored.get(name))
             for name in names
         ]
+
+    def _known_type(self, job_type: str, force: bool) -> None:
+        """Refuses an operator action on a type never deployed and without jobs (a
+        typo would otherwise leave a definition behind forever), unless ``force``."""
+        check_type(job_type)
+        if force:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hexists(self.keys.definitions, job_type)
+        pipe.sismember(self.keys.types, job_type)
+        pipe.sismember(self.keys.suspended_types, job_type)
+        pipe.hexists(self.keys.overrides, job_type)
+        if not any(pipe.execute()):
+            raise UnknownJobTypeError(
+                f"no job type {job_type!r}: it was never deployed and has no jobs"
+                " (force it to create the definition ahead of its deploy)"
+            )
 
     # -- single jobs --------------------------------------------------------------------
 
@@ -295,16 +400,42 @@ class Management:
         check_job_id(job_id)
         self._one(self.store.delete([job_id]), job_id)
 
+    # -- process instances ----------------------------------------------------------------
+
+    def suspend_process_instance(self, process_instance_id: str) -> int:
+        """Stops acquisition of the instance's jobs, those it has and those it gets
+        (Camunda's suspendProcessInstanceById); returns the jobs suspended."""
+        return self._set_instance_suspended(process_instance_id, True)
+
+    def activate_process_instance(self, process_instance_id: str) -> int:
+        """Resumes acquisition of the instance's jobs, back in their original order."""
+        return self._set_instance_suspended(process_instance_id, False)
+
+    def _set_instance_suspended(self, process_instance_id: str, suspended: bool) -> int:
+        check_process_instance_id(process_instance_id)
+        if not self.client.hexists(self.keys.pis, process_instance_id):
+            raise ProcessInstanceNotFoundError(f"no process instance {process_instance_id!r}")
+        # Flag first: jobs created from now on are born suspended (or active); the
+        # scan then reaches every job that existed before.
+        if suspended:
+            self.client.sadd(self.keys.suspended_pis, process_instance_id)
+        else:
+            self.client.srem(self.keys.suspended_pis, process_instance_id)
+        return sum(
+            self._changed(self.store.set_suspended(ids, suspended))
+            for ids in self.store.scan_job_ids(process_instance_id=process_instance_id)
+        )
+
     # -- job definitions ------------------------------------------------------------------
 
     def set_overriding_job_priority(
-        self, job_type: str, priority: int, *, cascade: bool = False
+        self, job_type: str, priority: int, *, cascade: bool = False, force: bool = False
     ) -> int:
         """New jobs of ``job_type`` get ``priority`` whatever else applies; with
         ``cascade`` every existing job of the type gets it too. Returns the number of
         existing jobs changed (0 without cascade)."""
-        check_type(job_type)
         pk = priority_key(priority)
+        self._known_type(job_type, force)
         self.client.hset(self.keys.overrides, job_type, pk)
         if not cascade:
             return 0
@@ -313,16 +444,18 @@ class Management:
             for ids in self.store.scan_job_ids(job_type)
         )
 
-    def clear_overriding_job_priority(self, job_type: str) -> None:
+    def clear_overriding_job_priority(self, job_type: str, *, force: bool = False) -> None:
         """New jobs of the type get their priority as usual again; existing jobs keep
         the one they have."""
-        check_type(job_type)
+        self._known_type(job_type, force)
         self.client.hdel(self.keys.overrides, job_type)
 
-    def suspend_job_definition(self, job_type: str, *, include_jobs: bool = True) -> int:
+    def suspend_job_definition(
+        self, job_type: str, *, include_jobs: bool = True, force: bool = False
+    ) -> int:
         """Stops acquisition of every job of the type; with ``include_jobs`` each job is
         suspended too (and stays so if the definition alone is activated)."""
-        check_type(job_type)
+        self._known_type(job_type, force)
         self.client.sadd(self.keys.suspended_types, job_type)
         if not include_jobs:
             return 0
@@ -331,10 +464,12 @@ class Management:
             for ids in self.store.scan_job_ids(job_type)
         )
 
-    def activate_job_definition(self, job_type: str, *, include_jobs: bool = True) -> int:
+    def activate_job_definition(
+        self, job_type: str, *, include_jobs: bool = True, force: bool = False
+    ) -> int:
         """Resumes acquisition of the type; with ``include_jobs`` its suspended jobs
         are activated too, back in their original order."""
-        check_type(job_type)
+        self._known_type(job_type, force)
         changed = 0
         if include_jobs:
             changed = sum(

@@ -20,6 +20,7 @@ from types import FrameType
 
 import redis
 
+from rexec.definitions import worker_types
 from rexec.errors import ConfigurationError
 from rexec.settings import WorkerSettings, load_app
 from rexec.worker import worker_process_main
@@ -134,14 +135,17 @@ def run_node(settings: WorkerSettings) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     app = load_app(settings)  # fail fast on a bad APP, and pin the embedded Redis URL
     settings = dataclasses.replace(settings, redis_url=app.resolved_url(), namespace=app.namespace)
+    worker_types(app.definitions, settings.types)  # refuses --types the app cannot run
     try:
         app.client.ping()
+        # The app's job definitions go into the store before any of its jobs runs.
+        log.info("deployed job definitions: %s", app.deploy())
     except redis.AuthenticationError as exc:
         # Wrong credentials do not heal by retrying: say so and stop (an unreachable
         # Redis, by contrast, is waited for by the workers' backoff).
         raise ConfigurationError(f"Redis refused the credentials in the URL: {exc}") from exc
-    except redis.RedisError:
-        pass
+    except redis.RedisError as exc:
+        log.warning("Redis unreachable at start, job definitions not deployed: %s", exc)
     finally:
         app.close()
     return Node(settings).run()

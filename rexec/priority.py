@@ -12,25 +12,34 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from rexec.codec import check_priority
+from rexec.rules import FromVariable, encode_rule
 
-PriorityRule = int | Callable[[Any, Mapping[str, Any]], int]
-ProcessPriority = int | Callable[[Mapping[str, Any]], int]
+PriorityRule = int | FromVariable | Callable[[Any, Mapping[str, Any]], int]
+ProcessPriority = int | FromVariable | Callable[[Mapping[str, Any]], int]
 
 
 def rule_priority(
     rule: PriorityRule | None, payload: Any, variables: Mapping[str, Any]
 ) -> int | None:
-    """Evaluate a job type's priority rule; ``None`` when the type has none."""
-    if rule is None:
+    """Evaluate a job type's priority rule in Python; ``None`` when the type has none or
+    its rule is declarative (the store evaluates those)."""
+    if rule is None or isinstance(rule, FromVariable):
         return None
     if callable(rule):
         return check_priority(rule(payload, variables))
     return check_priority(rule)
 
 
-def process_priority(rule: ProcessPriority | None, variables: Mapping[str, Any]) -> int | None:
+def process_priority(
+    rule: ProcessPriority | None, variables: Mapping[str, Any]
+) -> int | str | None:
+    """A process instance's priority as the store keeps it: an int (a Python function
+    is evaluated once, now), or an encoded declarative rule the store re-evaluates at
+    each job creation."""
     if rule is None:
         return None
+    if isinstance(rule, FromVariable):
+        return encode_rule(rule)
     if callable(rule):
         return check_priority(rule(variables))
     return check_priority(rule)

@@ -40,6 +40,8 @@ SCRIPT_NAMES = (
     "check_repair",
     "check_pilocks",
     "check_joins",
+    "deploy",
+    "set_variables",
 )
 
 

@@ -67,6 +67,7 @@ def load_app(settings: WorkerSettings) -> App:
         raise ConfigurationError(
             f"{settings.app_path!r} is not a rexec.App (got {type(app).__name__})"
         )
+    app.app_path = settings.app_path
     if settings.redis_url:
         app.redis_url = settings.redis_url
     if settings.namespace:

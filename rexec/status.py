@@ -9,6 +9,7 @@ import redis
 from rexec.errors import (
     JobNotFoundError,
     OptimisticLockingError,
+    PriorityRuleUnavailableError,
     ProcessInstanceNotFoundError,
     RexecError,
     ScriptError,
@@ -22,6 +23,7 @@ class Status(IntEnum):
     UNCHANGED = 3
     VARIABLES_CHANGED = 4
     PI_NOT_FOUND = 5
+    RULE_UNAVAILABLE = 6
 
 
 def raise_for_status(status: int, job_id: str, *, locked: bool = True) -> None:
@@ -48,7 +50,15 @@ def raise_for_status(status: int, job_id: str, *, locked: bool = True) -> None:
 
 _SCRIPT_ERRORS: dict[str, type[RexecError]] = {
     "PI_NOT_FOUND": ProcessInstanceNotFoundError,
+    "RULE_UNAVAILABLE": PriorityRuleUnavailableError,
 }
+
+
+def rule_unavailable_message(job_type: str) -> str:
+    return (
+        f"job type {job_type!r} has its priority rule in Python, in the app that deployed"
+        " it: enqueue it from that app, or give an explicit priority"
+    )
 
 
 def translate_script_error(exc: redis.ResponseError) -> RexecError:
@@ -61,4 +71,6 @@ def translate_script_error(exc: redis.ResponseError) -> RexecError:
     error = _SCRIPT_ERRORS.get(code, ScriptError)
     if error is ProcessInstanceNotFoundError:
         return error(f"no process instance {detail.strip()!r}")
+    if error is PriorityRuleUnavailableError:
+        return error(rule_unavailable_message(detail.strip()))
     return error(f"{code}: {detail}".strip())

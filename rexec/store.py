@@ -13,9 +13,11 @@ from typing import Any
 import redis
 
 from rexec.codec import check_ms, check_priority, check_type, priority_from_key, priority_key
+from rexec.definitions import StoredDefinition, parse_definition
 from rexec.errors import (
     OptimisticLockingError,
     PartialEnqueueError,
+    PriorityRuleUnavailableError,
     ProcessInstanceNotFoundError,
     RexecError,
     ValidationError,
@@ -24,7 +26,12 @@ from rexec.job import Job, JobState, parse_record
 from rexec.keys import Keys
 from rexec.retry import DEFAULT_RETRY_CYCLE, RetryCycle
 from rexec.scripts import Scripts
-from rexec.status import Status, raise_for_status, translate_script_error
+from rexec.status import (
+    Status,
+    raise_for_status,
+    rule_unavailable_message,
+    translate_script_error,
+)
 
 ENQUEUE_CHUNK = 1000
 DEFAULT_EXCLUSIVE_CAP = 100
@@ -33,32 +40,47 @@ DEFAULT_RECLAIM_CAP = 1000
 MAX_RETRIES = 1_000_000
 
 
+def _check_retries(value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValidationError(f"retries must be an integer, got {value!r}")
+    if not 0 < value <= MAX_RETRIES:
+        raise ValidationError(f"retries must be 1..{MAX_RETRIES}, got {value}")
+
+
 @dataclass(frozen=True, slots=True)
 class NewJob:
-    """A job to create, its priority already resolved from the explicit value or the
-    type's rule (``None``: the override, the process instance's priority, or 0)."""
+    """A job to create. ``priority``, ``retries`` and ``exclusive`` are explicit values;
+    ``None`` leaves them to the store (SPEC §4): the type's stored definition, else the
+    enqueuing app's own ``rule_priority``/``default_retries``/``default_exclusive``
+    (for a type never deployed), else the process instance's priority, 0, 3 and True."""
 
     type: str
     payload_raw: bytes | None = None
     priority: int | None = None
     due_ms: int | None = None
     delay_ms: int | None = None
-    retries: int = 3
-    exclusive: bool = True
+    retries: int | None = None
+    exclusive: bool | None = None
     process_instance_id: str | None = None
+    rule_priority: int | None = None
+    default_retries: int | None = None
+    default_exclusive: bool | None = None
 
     def __post_init__(self) -> None:
         check_type(self.type)
-        if self.priority is not None:
-            check_priority(self.priority)
+        for value in (self.priority, self.rule_priority):
+            if value is not None:
+                check_priority(value)
         check_ms(self.due_ms, "due_ms")
         check_ms(self.delay_ms, "delay_ms")
         if self.due_ms is not None and self.delay_ms is not None:
             raise ValidationError("give due_ms or delay_ms, not both")
-        if isinstance(self.retries, bool) or not isinstance(self.retries, int):
-            raise ValidationError(f"retries must be an integer, got {self.retries!r}")
-        if not 0 < self.retries <= MAX_RETRIES:
-            raise ValidationError(f"retries must be 1..{MAX_RETRIES}, got {self.retries}")
+        for retries in (self.retries, self.default_retries):
+            if retries is not None:
+                _check_retries(retries)
+        for flag in (self.exclusive, self.default_exclusive):
+            if flag is not None and not isinstance(flag, bool):
+                raise ValidationError(f"exclusive must be True or False, got {flag!r}")
         if self.process_instance_id is not None:
             check_process_instance_id(self.process_instance_id)
 
@@ -69,12 +91,28 @@ class NewJob:
             due = f"+{self.delay_ms}"
         else:
             due = ""
+        if self.priority is not None:
+            pk = priority_key(self.priority)
+        elif self.rule_priority is not None:
+            pk = "d" + priority_key(self.rule_priority)
+        else:
+            pk = ""
+        if self.retries is not None:
+            retries = str(self.retries)
+        else:
+            retries = "" if self.default_retries is None else f"d{self.default_retries}"
+        if self.exclusive is not None:
+            exclusive = "1" if self.exclusive else "0"
+        elif self.default_exclusive is not None:
+            exclusive = "d1" if self.default_exclusive else "d0"
+        else:
+            exclusive = ""
         return [
             self.type,
-            "" if self.priority is None else priority_key(self.priority),
+            pk,
             due,
-            self.retries,
-            "1" if self.exclusive else "0",
+            retries,
+            exclusive,
             self.process_instance_id or "",
             self.payload_raw or b"",
         ]
@@ -122,6 +160,7 @@ class Effects:
     joins: tuple[tuple[int, NewJob], ...] = ()  # (branches to wait for, the join job)
     jobs: tuple[NewBranch, ...] = ()
     end_instance: bool = False
+    variables_forms: str = ""  # plain forms of the new variables (rexec/rules.py)
 
     @property
     def empty(self) -> bool:
@@ -189,6 +228,18 @@ class AcquireOptions:
                 *self.types,
             ),
         )
+
+
+def _start_args(variables_raw: bytes, priority: int | str | None, forms: str) -> list[bytes | str]:
+    if not isinstance(variables_raw, bytes):
+        raise ValidationError("variables are msgpack bytes (App.start_process_instance packs them)")
+    if priority is None:
+        pk = ""
+    elif isinstance(priority, str):
+        pk = priority  # an encoded declarative rule
+    else:
+        pk = priority_key(priority)
+    return [pk, variables_raw, forms]
 
 
 def _text(value: bytes | str) -> str:
@@ -342,20 +393,53 @@ class Store:
                 replies[i] = translate_script_error(reply)
         return replies
 
-    def start_process_instance(self, variables_raw: bytes, priority: int | None = None) -> str:
-        if not isinstance(variables_raw, bytes):
-            raise ValidationError(
-                "variables are msgpack bytes (App.start_process_instance packs them)"
-            )
-        pk = "" if priority is None else priority_key(priority)
-        return _text(self._run("start_process", [pk, variables_raw]))  # type: ignore[arg-type]
+    def start_process_instance(
+        self, variables_raw: bytes, priority: int | str | None = None, forms: str = ""
+    ) -> str:
+        """Creates a process instance. ``priority`` is an int or an encoded declarative
+        rule (rexec/rules.py), ``forms`` the plain forms of its scalar variables."""
+        args = _start_args(variables_raw, priority, forms)
+        return _text(self._run("start_process", args))  # type: ignore[arg-type]
 
-    def start_process_instances(self, instances: Sequence[tuple[bytes, int | None]]) -> list[str]:
+    def start_process_instances(
+        self, instances: Sequence[tuple[bytes, int | str | None, str]]
+    ) -> list[str]:
+        every = [_start_args(*instance) for instance in instances]
         pipe = self.client.pipeline(transaction=False)
-        for variables_raw, priority in instances:
-            pk = "" if priority is None else priority_key(priority)
-            self._run("start_process", [pk, variables_raw], client=pipe)
+        for args in every:
+            self._run("start_process", args, client=pipe)
         return [_text(pi) for pi in pipe.execute()]
+
+    def set_variables(
+        self, process_instance_id: str, revision: int, variables_raw: bytes, forms: str
+    ) -> Status:
+        """Replaces an instance's variables if it is still at ``revision``; OK,
+        VARIABLES_CHANGED or PI_NOT_FOUND."""
+        check_process_instance_id(process_instance_id)
+        reply = self._run("set_variables", [process_instance_id, revision, variables_raw, forms])
+        return Status(int(reply))  # type: ignore[call-overload]
+
+    # -- job definitions ------------------------------------------------------------------
+
+    def deploy(self, definitions: Sequence[tuple[str, str, str, str, str]]) -> list[int]:
+        """Writes job definitions (type, head, fingerprint, host, app) in one script;
+        a status per type (see lua/deploy.lua)."""
+        if not definitions:
+            return []
+        args: list[str | int] = [len(definitions)]
+        for fields in definitions:
+            args.extend(fields)
+        return [int(s) for s in self._run("deploy", args)]  # type: ignore[attr-defined]
+
+    def definitions(self) -> dict[str, StoredDefinition]:
+        """Every stored job definition, by type."""
+        raw: dict[bytes, bytes] = self.client.hgetall(self.keys.definitions)  # type: ignore[assignment]
+        found = {}
+        for name, record in raw.items():
+            parsed = parse_definition(_text(name), _text(record))
+            if parsed is not None:
+                found[parsed.type] = parsed
+        return dict(sorted(found.items()))
 
     # -- workers ------------------------------------------------------------------------
 
@@ -453,10 +537,13 @@ class Store:
         for new in effects.jobs:
             args += (*new.job.script_args(), new.join, "1" if new.lock_now else "0")
         args.append("1" if effects.end_instance else "0")
+        args.append(effects.variables_forms)
         reply: list[Any] = self._run("commit", args)  # type: ignore[assignment]
         status, locked = reply
         if status == Status.PI_NOT_FOUND:
             raise ProcessInstanceNotFoundError(f"no process instance {_text(locked[0])!r}")
+        if status == Status.RULE_UNAVAILABLE:
+            raise PriorityRuleUnavailableError(rule_unavailable_message(_text(locked[0])))
         if status == Status.VARIABLES_CHANGED:
             raise OptimisticLockingError(
                 f"process instance {effects.variables_pi!r} changed since job {job.id!r}"
@@ -476,7 +563,9 @@ class Store:
         pipe = self.client.pipeline(transaction=True)
         pipe.hdel(self.keys.pis, process_instance_id)
         pipe.hdel(self.keys.vars, process_instance_id)
-        existed, _ = pipe.execute()
+        pipe.hdel(self.keys.pvals, process_instance_id)
+        pipe.srem(self.keys.suspended_pis, process_instance_id)
+        existed, *_ = pipe.execute()
         return bool(existed)
 
     def read_process_instance(self, process_instance_id: str) -> tuple[int, int | None, bytes]:
@@ -490,7 +579,9 @@ class Store:
         if record is None:
             raise ProcessInstanceNotFoundError(f"no process instance {process_instance_id!r}")
         revision, _, pk = _text(record).partition("|")
-        return int(revision), (priority_from_key(pk) if pk else None), raw or b"\x80"
+        # The slot holds a priority key, or a declarative rule (no fixed priority).
+        own = priority_from_key(pk) if len(pk) == 16 else None
+        return int(revision), own, raw or b"\x80"
 
     def read_variables(self, process_instance_id: str) -> tuple[int, bytes]:
         """A process instance's revision and msgpack variables, read together."""
@@ -521,8 +612,9 @@ class Store:
         details: str | None = None,
     ) -> JobState:
         """Records a failed execution and unlocks the job. Retries drop by one (not for
-        an OptimisticLockingError) and the job is due again after the retry cycle's
-        wait; at 0 retries it is an incident. Returns the state it is in now."""
+        an OptimisticLockingError) and the job is due again after the wait of its
+        type's stored retry cycle (``retry_cycle`` only applies to a type that was never
+        deployed); at 0 retries it is an incident. Returns the state it is in now."""
         conflict = isinstance(error, OptimisticLockingError)
         consumed = 0 if conflict else 1
         cycle = retry_cycle or DEFAULT_RETRY_CYCLE
@@ -664,11 +756,19 @@ class Store:
             return []
         return self._statuses("delete_job", [self.keys.wake_channel, *ids])
 
-    def scan_job_ids(self, job_type: str | None = None, count: int = 1000) -> Iterable[list[str]]:
-        """Every job id (of one type), in chunks, without blocking Redis: HSCAN over
-        the job records. May repeat an id; the operations it feeds are idempotent."""
+    def scan_job_ids(
+        self,
+        job_type: str | None = None,
+        count: int = 1000,
+        *,
+        process_instance_id: str | None = None,
+    ) -> Iterable[list[str]]:
+        """Every job id (of one type, or of one process instance), in chunks, without
+        blocking Redis: HSCAN over the job records. May repeat an id; the operations it
+        feeds are idempotent."""
         if job_type is not None:
             check_type(job_type)
+        pi = None if process_instance_id is None else check_process_instance_id(process_instance_id)
         if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 100_000:
             raise ValidationError(f"count must be 1..100000, got {count!r}")
         cursor = 0
@@ -679,7 +779,8 @@ class Store:
             ids = [
                 _text(job_id)
                 for job_id, record in records.items()
-                if prefix is None or record.startswith(prefix)
+                if (prefix is None or record.startswith(prefix))
+                and (pi is None or _text(record).split("|")[5] == pi)
             ]
             if ids:
                 yield ids

@@ -42,11 +42,13 @@ from rexec.acquisition import (
 )
 from rexec.app import App, JobDefinition
 from rexec.context import JobContext
+from rexec.definitions import worker_types
 from rexec.errors import HandlerNotFoundError, JobTimeoutError, OptimisticLockingError
 from rexec.job import Job
 from rexec.settings import WorkerSettings
 from rexec.status import Status
 from rexec.store import AcquiredJobs, AcquireOptions, Store
+from rexec.wakeup import WakeFilter, relevant
 
 log = logging.getLogger("rexec.worker")
 
@@ -80,11 +82,16 @@ class Worker:
         self.keys = self.store.keys
         self.metrics = m.WorkerMetrics(self.id)
         self.strategy = BackoffJobAcquisitionStrategy(**settings.strategy)  # type: ignore[arg-type]
+        # Deployment awareness: only the types this app can run (narrowed by --types).
+        types = worker_types(app.definitions, settings.types)
         self.options = AcquireOptions(
             lock_ms=settings.lock_ms,
             priority_min=settings.priority_min,
             priority_max=settings.priority_max,
-            types=settings.types,
+            types=types,
+        )
+        self._wake_filter = WakeFilter(
+            frozenset(types), settings.priority_min, settings.priority_max
         )
         self.capacity = settings.concurrency + (
             settings.concurrency if settings.queue_size is None else settings.queue_size
@@ -111,7 +118,7 @@ class Worker:
             "host": socket.gethostname(),
             "pid": os.getpid(),
             "concurrency": settings.concurrency,
-            "types": list(settings.types),
+            "types": list(types),
             "acquisition": settings.acquisition,
             "idle_level": 0,
             "backoff_level": 0,
@@ -123,8 +130,7 @@ class Worker:
         self._running_lock = threading.Lock()
         self._abandoned: set[int] = set()
         self._lost: set[str] = set()  # held jobs whose lock renewal was refused
-        handled = frozenset(app.definitions)
-        self._lockable_types = handled & set(settings.types) if settings.types else handled
+        self._lockable_types = frozenset(types)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -289,7 +295,7 @@ class Worker:
                     return False
                 # Short slices keep a stop request prompt.
                 message = pubsub.get_message(timeout=min(left, 0.25))
-                if message is not None and message.get("type") == "message":
+                if self._is_wakeup(message):
                     self._drain_wakeups()
                     return True
         except redis.RedisError as exc:
@@ -304,10 +310,16 @@ class Worker:
         woke = False
         try:
             while (message := self._pubsub.get_message(timeout=0)) is not None:
-                woke = woke or message.get("type") == "message"
+                woke = self._is_wakeup(message) or woke
         except redis.RedisError:
             self._pubsub = None
         return woke
+
+    def _is_wakeup(self, message: dict[str, Any] | None) -> bool:
+        """A wake-up this worker can act on (rexec/wakeup.py); others are ignored."""
+        if message is None or message.get("type") != "message":
+            return False
+        return relevant(message.get("data") or b"1", self._wake_filter)
 
     def _subscribe(self) -> redis.client.PubSub:
         if self._pubsub is None:

@@ -291,13 +291,14 @@ def _apply(op: str, rnd: random.Random, app: App, pis: list[str], held: list[Job
             mgmt.set_job_retries(job_id, rnd.randint(0, 2))
         else:
             mgmt.delete_job(job_id)
+    # force: a type may not exist yet (operator actions refuse unknown types otherwise).
     elif op == "suspend_type":
-        mgmt.suspend_job_definition(rnd.choice("abc"), include_jobs=rnd.random() < 0.5)
+        mgmt.suspend_job_definition(rnd.choice("abc"), include_jobs=rnd.random() < 0.5, force=True)
     elif op == "activate_type":
-        mgmt.activate_job_definition(rnd.choice("abc"), include_jobs=rnd.random() < 0.5)
+        mgmt.activate_job_definition(rnd.choice("abc"), include_jobs=rnd.random() < 0.5, force=True)
     else:
         mgmt.set_overriding_job_priority(
-            rnd.choice("abc"), rnd.randint(-5, 5), cascade=rnd.random() < 0.5
+            rnd.choice("abc"), rnd.randint(-5, 5), cascade=rnd.random() < 0.5, force=True
         )
 
 

@@ -165,9 +165,11 @@ class TestEnqueueAndRead:
         app.enqueue("b")
         app.management.suspend_job_definition("b")
         app.management.set_overriding_job_priority("a", 9)
-        assert as_json(run("definitions", "--json")) == [
-            {"type": "a", "overriding_priority": 9, "suspended": False},
-            {"type": "b", "overriding_priority": None, "suspended": True},
+        fields = ("type", "overriding_priority", "suspended", "deployed")
+        infos = as_json(run("definitions", "--json"))
+        assert [{k: info[k] for k in fields} for info in infos] == [
+            {"type": "a", "overriding_priority": 9, "suspended": False, "deployed": False},
+            {"type": "b", "overriding_priority": None, "suspended": True, "deployed": False},
         ]
         assert "yes" in ok(run("definitions"))
 
@@ -218,7 +220,8 @@ class TestOperations:
     def test_suspend_type_without_jobs(self, run: Run, app: App) -> None:
         job_id = app.enqueue("t")
         ok(run("suspend", "type", "t", "--without-jobs"))
-        assert app.management.get_job(job_id).state is JobState.READY  # type: ignore[union-attr]
+        # Shown as suspended (issue 10), though the job's own flag is not set.
+        assert app.management.get_job(job_id).state is JobState.SUSPENDED  # type: ignore[union-attr]
         assert app.store.acquire_jobs("w", 10).jobs == []
         [info] = as_json(run("definitions", "--json"))
         assert info["suspended"] is True
@@ -465,5 +468,70 @@ def test_optional_commands(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_help_lists_commands() -> None:
     out = CliRunner().invoke(main, ["--help"]).output
     for command in ("enqueue", "jobs", "job", "priority", "suspend", "activate", "retries",
-                    "delete", "definitions", "counts", "stats", "nodes", "worker"):  # fmt: skip
+                    "delete", "definitions", "deploy", "counts", "stats", "nodes",
+                    "worker"):  # fmt: skip
         assert command in out
+
+
+class TestDefinitions:
+    """Issue 10 through the CLI: deploy, conflicts, resolution, unknown types."""
+
+    @pytest.fixture
+    def in_tmp(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+        monkeypatch.chdir(tmp_path)
+        monkeypatch.setattr(sys, "path", list(sys.path))
+        return tmp_path
+
+    def _write(self, directory: Path, name: str, body: str) -> str:
+        (directory / f"{name}.py").write_text(
+            "import rexec\napp = rexec.App('redis://fake', namespace='w')\n" + body
+        )
+        return f"{name}:app"
+
+    def test_deploy_then_cli_enqueue_gets_the_stored_definition(
+        self, run: Run, app: App, in_tmp: Path
+    ) -> None:
+        name = f"defsapp_{in_tmp.name.replace('-', '_')}"
+        path = self._write(
+            in_tmp,
+            name,
+            "@app.job('slow', priority=5)\ndef slow(ctx, p): pass\n"
+            "@app.job('hang', retry_cycle='R1/PT1S')\ndef hang(ctx, p): pass\n",
+        )
+        try:
+            assert ok(run("deploy", path)).split() == ["hang:", "new", "slow:", "new"]
+            assert "unchanged" in ok(run("deploy", path))
+        finally:
+            sys.modules.pop(name, None)
+        slow = ok(run("enqueue", "slow")).split()[-1]
+        hang = ok(run("enqueue", "hang")).split()[-1]
+        assert app.management.get_job(slow).priority == 5  # type: ignore[union-attr]
+        assert app.management.get_job(hang).retries == 1  # type: ignore[union-attr]
+        infos = {i["type"]: i for i in as_json(run("definitions", "--json"))}
+        assert infos["slow"]["app"] == path and infos["slow"]["priority_rule"] == "5"
+        assert "1 executions" in infos["hang"]["retry_cycle"]
+
+    def test_conflict_is_shown(self, run: Run, app: App) -> None:
+        first = App.with_client(app.client, namespace=app.namespace)
+        first.job("shared", priority=1)(lambda ctx, p: None)
+        first.deploy(app_path="one:app")
+        second = App.with_client(app.client, namespace=app.namespace)
+        second.job("shared", priority=2)(lambda ctx, p: None)
+        assert second.deploy(app_path="two:app") == {"shared": "conflict"}
+        table = ok(run("definitions"))
+        assert "conflict" in table and "one:app" in table and "two:app" in table
+
+    def test_unknown_type_is_one_red_line_unless_forced(self, run: Run, app: App) -> None:
+        for args in (
+            ("priority", "override", "typo", "5"),
+            ("priority", "clear", "typo"),
+            ("suspend", "type", "typo"),
+            ("activate", "type", "typo"),
+        ):
+            err = failed(run(*args), 1, "typo", "never deployed")
+            assert len(err.strip().splitlines()) == 1
+        assert app.management.job_definitions() == []
+        ok(run("suspend", "type", "typo", "--force"))
+        assert [i.type for i in app.management.job_definitions()] == ["typo"]
+        ok(run("priority", "override", "later", "3", "--force"))
+        assert app.management.get_job(app.enqueue("later")).priority == 3  # type: ignore[union-attr]

@@ -499,3 +499,18 @@ def test_the_command_refuses_a_public_host_without_a_token() -> None:
 )
 def test_is_loopback(host: str, loopback: bool) -> None:
     assert is_loopback(host) is loopback
+
+
+def test_types_show_deployment_and_conflict(api: TestClient, rapp: App) -> None:
+    first = App.with_client(rapp.client, namespace=rapp.namespace)
+    first.job("mail", priority=1)(lambda ctx, p: None)
+    first.deploy(app_path="one:app")
+    second = App.with_client(rapp.client, namespace=rapp.namespace)
+    second.job("mail", priority=2)(lambda ctx, p: None)
+    second.deploy(app_path="two:app")
+    rapp.enqueue("adhoc")
+    types = {t["type"]: t for t in ok(api.get("/api/types"))}
+    assert types["mail"]["deployed"] and types["mail"]["deployed_by"] == "two:app"
+    assert "one:app" in types["mail"]["conflict"] and types["mail"]["priority_rule"] == "2"
+    assert not types["adhoc"]["deployed"] and types["adhoc"]["conflict"] == ""
+    refused(api.post("/api/types/typo/suspend", json={}), 404, "typo")

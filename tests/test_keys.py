@@ -47,6 +47,10 @@ SHOP_KEYS = {
     "history": "rexec:{shop}:history",
     "parked": "rexec:{shop}:parked",
     "type_jobs": "rexec:{shop}:type_jobs",
+    "definitions": "rexec:{shop}:definitions",
+    "pvals": "rexec:{shop}:pvals",
+    "suspended_pis": "rexec:{shop}:suspended_pis",
+    "future": "rexec:{shop}:future",
 }
 
 SHOP_SCRIPT_KEYS = [
@@ -75,6 +79,10 @@ SHOP_SCRIPT_KEYS = [
     "rexec:{shop}:history",
     "rexec:{shop}:parked",
     "rexec:{shop}:type_jobs",
+    "rexec:{shop}:definitions",
+    "rexec:{shop}:pvals",
+    "rexec:{shop}:suspended_pis",
+    "rexec:{shop}:future",
 ]
 
 valid_namespaces = st.text(

@@ -13,6 +13,7 @@ from rexec import (
     JobState,
     OptimisticLockingError,
     ProcessInstanceNotFoundError,
+    UnknownJobTypeError,
     ValidationError,
 )
 from rexec.retry import RetryCycle
@@ -386,7 +387,9 @@ class TestSuspension:
         m = app.management
         job_id = app.enqueue("hk")
         m.suspend_job_definition("hk", include_jobs=False)
-        assert m.get_job(job_id).state is JobState.READY  # type: ignore[union-attr]
+        # Its job is not suspended itself, but shows as suspended: it is not acquired.
+        job = m.get_job(job_id)
+        assert job is not None and job.state is JobState.SUSPENDED and not job.suspended
         assert app.store.acquire_jobs("w", 10, lock_ms=5000).batches == []
         m.activate_job_definition("hk", include_jobs=False)
         assert ids_of(app.store.acquire_jobs("w", 10, lock_ms=5000).jobs) == [job_id]
@@ -412,7 +415,9 @@ class TestSuspension:
 
     def test_definitions_listing(self, app: App) -> None:
         app.enqueue("a")
-        app.management.set_overriding_job_priority("b", 4)
+        with pytest.raises(UnknownJobTypeError):  # never deployed, no jobs
+            app.management.set_overriding_job_priority("b", 4)
+        app.management.set_overriding_job_priority("b", 4, force=True)
         app.management.suspend_job_definition("a", include_jobs=False)
         infos = {d.type: d for d in app.management.job_definitions()}
         assert infos["a"].suspended and infos["a"].overriding_priority is None

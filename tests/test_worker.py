@@ -207,19 +207,21 @@ def test_idle_worker_is_woken_by_a_new_job(cluster: Cluster) -> None:
 # -- 7. failures ---------------------------------------------------------------------------
 
 
-def test_failing_job_becomes_an_incident_and_unknown_type_names_itself(
+def test_failing_job_becomes_an_incident_and_a_type_without_handler_is_left_alone(
     cluster: Cluster,
 ) -> None:
+    # Deployment awareness (issue 10): a worker no longer acquires, and turns into an
+    # incident, a job of a type its app has no handler for; the job waits for its app.
     boom = cluster.app.enqueue("boom", "fails", exclusive=False)
     orphan = cluster.app.enqueue("nohandler", "nobody home", exclusive=False)
     node = cluster.start_node(processes=1, concurrency=2)
     management = cluster.app.management
 
-    def incidents() -> bool:
-        jobs = [management.get_job(boom), management.get_job(orphan)]
-        return all(job is not None and job.state is JobState.INCIDENT for job in jobs)
+    def incident() -> bool:
+        job = management.get_job(boom)
+        return job is not None and job.state is JobState.INCIDENT
 
-    cluster.wait_for(incidents, "both jobs to become incidents")
+    cluster.wait_for(incident, "the failing job to become an incident")
     assert cluster.stop_node(node) == 0, cluster.node_logs()
 
     failed = management.get_job(boom)
@@ -234,15 +236,55 @@ def test_failing_job_becomes_an_incident_and_unknown_type_names_itself(
 
     unknown = management.get_job(orphan)
     assert unknown is not None
-    assert unknown.retries == 0
-    assert unknown.exception is not None
-    assert "HandlerNotFoundError" in unknown.exception
-    assert "'nohandler'" in unknown.exception
+    assert (unknown.state, unknown.retries, unknown.exception) == (JobState.READY, 3, None)
 
     counts = management.counts()
-    assert (counts["incident"], counts["total"]) == (2, 2)
-    assert cluster.stats("job-failed") == 6
+    assert (counts["incident"], counts["ready"], counts["total"]) == (1, 1, 2)
+    assert cluster.stats("job-failed") == 3
     assert cluster.stats("job-successful") == 0
+
+
+def test_two_apps_with_disjoint_types_share_a_namespace(cluster: Cluster) -> None:
+    """Real worker processes of two apps: each runs only its own types, with zero
+    incidents, and each deploys its definitions at start, so a producer without
+    handlers gets the other app's priority and retry cycle."""
+    from rexec import App
+
+    producer = App(cluster.redis_url, namespace=cluster.namespace)
+    mine = producer.enqueue_many([{"type": "work", "payload": {"i": i}} for i in range(5)])
+    theirs = producer.enqueue_many([{"type": "other", "payload": i} for i in range(5)])
+    node = cluster.start_node(processes=2, concurrency=2)
+    cluster.wait_for(
+        lambda: {r["id"] for r in cluster.records("end")} >= set(mine), "the work jobs to run"
+    )
+    time.sleep(1.0)  # time enough for a worker that took every type to take them
+    counts = producer.management.counts()
+    assert (counts["incident"], counts["ready"]) == (0, 5)
+    assert {j.id for j in producer.management.jobs(state="ready")} == set(theirs)
+
+    other = cluster.start_node(processes=1, concurrency=2, app_path="tests.apps.other:app")
+    cluster.wait_for(
+        lambda: producer.management.counts()["total"] == 0, "the other app to run its jobs"
+    )
+    assert {r["id"] for r in cluster.records("start") if r["type"] == "other"} == set(theirs)
+    # The other app deployed at start: a handler-less producer gets its definition.
+    slow = producer.enqueue("other_slow")
+    job = producer.management.get_job(slow)
+    assert job is not None and job.priority == 7  # (it may be running already)
+    cluster.wait_for(
+        lambda: (
+            (j := producer.management.get_job(slow)) is not None and j.state is JobState.INCIDENT
+        ),
+        "other_slow to fail twice into an incident",
+    )
+    assert [r["id"] for r in cluster.records("start") if r["type"] == "other_slow"] == [slow] * 2
+    assert cluster.stop_node(other) == 0, cluster.node_logs()
+    assert cluster.stop_node(node) == 0, cluster.node_logs()
+    assert producer.management.counts()["incident"] == 1
+    infos = {i.type: i for i in producer.management.job_definitions()}
+    assert infos["other"].app == "tests.apps.other:app"
+    assert infos["work"].app == "tests.apps.recording:app"
+    producer.close()
 
 
 # -- 8. async handlers ---------------------------------------------------------------------

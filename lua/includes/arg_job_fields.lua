@@ -1,6 +1,6 @@
--- @include arg_int
 -- Checks the creation fields of one job at ARGV[base..base+6] (type, priority key, due,
--- retries, exclusive, process instance, payload; as enqueue takes them), or stops the
+-- retries, exclusive, process instance, payload; as enqueue takes them, with the 'd'
+-- forms of an app's defaults), or stops the
 -- script with a REXEC:BAD_ARGUMENT error: scripts check everything before their first
 -- write.
 local function arg_job_fields(base)
@@ -10,9 +10,11 @@ local function arg_job_fields(base)
   end
   if ARGV[base + 6] == nil then bad('missing job fields', '') end
   if jtype == '' or string.find(jtype, '|', 1, true) then bad('job type', jtype) end
-  if pk ~= '' and not string.match(pk, '^%x%x%x%x%x%x%x%x%x%x%x%x%x%x%x%x$') then bad('priority key', pk) end
+  if pk ~= '' and not string.match(pk, '^d?%x%x%x%x%x%x%x%x%x%x%x%x%x%x%x%x$') then bad('priority key', pk) end
   if due ~= '' and not string.match(due, '^%+?%d+$') then bad('due', due) end
-  arg_int(base + 3, 1, 1000000)
-  if x ~= '0' and x ~= '1' then bad('exclusive', x) end
+  local r = ARGV[base + 3]
+  local rn = tonumber(string.match(r, '^d?(%d+)$'))
+  if r ~= '' and not (rn and rn >= 1 and rn <= 1000000) then bad('retries', r) end
+  if x ~= '' and not string.match(x, '^d?[01]$') then bad('exclusive', x) end
   if string.find(pi, '|', 1, true) then bad('process instance', pi) end
 end

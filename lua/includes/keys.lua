@@ -27,4 +27,8 @@ local K = {
   history = KEYS[23],        -- stream  finished jobs, when the history is on
   parked = KEYS[24],         -- zset  lex, member as in pijobs: the parked jobs among them
   type_jobs = KEYS[25],      -- hash  type -> number of its jobs (types counted since created)
+  definitions = KEYS[26],    -- hash  type -> stored job definition (rexec/definitions.py)
+  pvals = KEYS[27],          -- hash  pi -> plain forms of its scalar variables (rules read them)
+  suspended_pis = KEYS[28],  -- set   suspended process instances
+  future = KEYS[29],         -- zset  lex, the scheduled jobs as in ready (see next_candidates)
 }

@@ -2,6 +2,7 @@
 -- @include pi_member
 -- @include is_pi_exclusive
 -- @include scheduled_member
+-- @include wake_note
 -- Puts an unlocked job into the index its state calls for; returns that state.
 -- Exclusive jobs of a locked process instance go to pijobs and parked (parked), not to
 -- ready.
@@ -17,6 +18,7 @@ local function place_job(id, j, now)
   end
   if j.d > now then
     redis.call('ZADD', K.scheduled, j.d, scheduled_member(id, j))
+    redis.call('ZADD', K.future, 0, m)
     return 'scheduled'
   end
   if is_pi_exclusive(j) then
@@ -28,5 +30,6 @@ local function place_job(id, j, now)
     end
   end
   redis.call('ZADD', K.ready, 0, m)
+  wake_note(j.t, j.p)
   return 'ready'
 end

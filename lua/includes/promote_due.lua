@@ -9,11 +9,12 @@ local function promote_due(now, cap)
   local due = redis.call('ZRANGEBYSCORE', K.scheduled, '-inf', now, 'LIMIT', 0, cap)
   if #due == 0 then return 0 end
   redis.call('ZREMRANGEBYRANK', K.scheduled, 0, #due - 1)
-  local ready, pijobs, parked = {}, {}, {}
+  local ready, pijobs, parked, future = {}, {}, {}, {}
   local held, pis, parsed = {}, {}, {}
   for i, m in ipairs(due) do
     local key, jtype, pi = string.match(m, '^([^|]*)|([^|]*)|?(.*)$')
     parsed[i] = {key, jtype, pi}
+    future[i] = pi ~= '' and (jtype .. '|' .. key .. '|' .. pi) or (jtype .. '|' .. key)
     if pi ~= '' then
       pijobs[#pijobs + 1] = 0
       pijobs[#pijobs + 1] = pi .. '|' .. key .. '|' .. jtype
@@ -42,6 +43,7 @@ local function promote_due(now, cap)
       parked[#parked + 1] = pi .. '|' .. key .. '|' .. jtype
     end
   end
+  call_chunked('ZREM', K.future, future)
   if #pijobs > 0 then call_chunked('ZADD', K.pijobs, pijobs) end
   if #parked > 0 then call_chunked('ZADD', K.parked, parked) end
   if #ready > 0 then call_chunked('ZADD', K.ready, ready) end

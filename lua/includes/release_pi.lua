@@ -1,4 +1,5 @@
 -- @include call_chunked
+-- @include wake_note
 -- `k` (default 1) exclusive jobs of process instance `pi` are no longer locked. When
 -- they were the last, the instance is free: its parked jobs (and only those: its other
 -- ready jobs never left the ready queue) go back to the ready queue, in their order.
@@ -16,6 +17,7 @@ local function release_pi(pi, k)
     if key then
       ready[#ready + 1] = 0
       ready[#ready + 1] = jtype .. '|' .. key .. '|' .. pi
+      wake_note(jtype, string.sub(key, 1, 16))
     end
   end
   redis.call('ZREMRANGEBYLEX', K.parked, first, last)

@@ -358,6 +358,10 @@ def job_types(app: App, counts: Mapping[str, Mapping[str, int]] | None) -> list[
                 "type": name,
                 "overriding_priority": info.overriding_priority if info else None,
                 "suspended": info.suspended if info else False,
+                "deployed": info.deployed if info else False,
+                "priority_rule": info.priority_rule if info else "",
+                "deployed_by": info.app if info else "",
+                "conflict": info.conflict if info else "",
                 "registered": name in app.definitions if app.definitions else None,
                 "counts": None if counts is None else dict(counts.get(name) or _zero_counts()),
             }
