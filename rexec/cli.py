@@ -12,12 +12,10 @@ import dataclasses
 import functools
 import importlib
 import inspect
-import os
 import re
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
-from types import ModuleType
 from typing import Any
 
 import click
@@ -34,7 +32,9 @@ from rexec.app import App
 from rexec.codec import check_priority, check_type
 from rexec.errors import ConfigurationError, JobNotFoundError, PayloadError, RexecError
 from rexec.job import Job, JobState
-from rexec.options import APP_URL_HELP, namespace_option, redis_url_option
+from rexec.options import APP_URL_HELP, namespace_option, redis_url_option, target_options
+from rexec.target import NoTargetError, resolve, tell_target
+from rexec.target import load_app as import_app
 
 ENQUEUE_PROGRESS_CHUNK = 10_000
 APP_PATH_RE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
@@ -61,8 +61,22 @@ class CliError(click.ClickException):
     """An expected failure: one red line on stderr, exit code 1, no traceback."""
 
     def show(self, file: Any = None) -> None:
-        message = " ".join(self.format_message().split())
-        click.secho(f"error: {message}", fg="red", err=True)
+        show_error(self)
+
+
+class NoTargetCliError(CliError):
+    """Nothing names a Redis to read: bad usage, exit code 2."""
+
+    exit_code = 2
+
+
+def show_error(exc: click.ClickException) -> None:
+    """Every error the same way: ``error: <message>`` in red on stderr (bad usage adds
+    where to find help)."""
+    message = " ".join(exc.format_message().split())
+    click.secho(f"error: {message}", fg="red", err=True)
+    if isinstance(exc, click.UsageError) and exc.ctx is not None:
+        click.echo(f"see '{exc.ctx.command_path} --help'", err=True)
 
 
 def _describe(exc: BaseException) -> str:
@@ -78,13 +92,30 @@ def _describe(exc: BaseException) -> str:
 
 
 class RexecGroup(click.Group):
-    """A group that turns rexec and Redis errors of its commands into CliErrors."""
+    """A group that turns rexec and Redis errors of its commands into CliErrors, and
+    shows every error in one style."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except NoTargetError as exc:
+            raise NoTargetCliError(str(exc)) from exc
         except (RexecError, redis.RedisError) as exc:
             raise CliError(_describe(exc)) from exc
+
+    def main(self, args: Any = None, prog_name: str | None = None, *more: Any, **extra: Any) -> Any:
+        if more or extra.get("standalone_mode", True) is False:
+            return super().main(args, prog_name, *more, **extra)
+        extra.pop("standalone_mode", None)
+        try:
+            code = super().main(args, prog_name, standalone_mode=False, **extra)
+        except click.ClickException as exc:
+            show_error(exc)
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.secho("error: aborted", fg="red", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
 
 
 # -- parameter types ----------------------------------------------------------------------
@@ -109,17 +140,30 @@ NEGATIVE_ARGS = {"ignore_unknown_options": True}
 # -- connection ---------------------------------------------------------------------------
 
 
-def with_app(fn: Callable[..., None]) -> Callable[..., None]:
-    """Adds ``--redis-url`` and ``--namespace`` and passes an open App as first argument."""
+def with_app(fn: Callable[..., None] | None = None, *, warn_empty: bool = True) -> Any:
+    """Adds ``--app``, ``--redis-url`` and ``--namespace`` (resolved by rexec.target)
+    and passes an open App as first argument. ``warn_empty=False`` for commands that
+    create things, where an empty namespace is no surprise."""
 
-    @namespace_option()
-    @redis_url_option()
-    @functools.wraps(fn)
-    def command(*args: Any, redis_url: str | None, namespace: str, **kwargs: Any) -> None:
-        with App(redis_url, namespace=namespace) as app:
-            fn(app, *args, **kwargs)
+    def decorate(fn: Callable[..., None]) -> Callable[..., None]:
+        @target_options
+        @functools.wraps(fn)
+        def command(
+            *args: Any,
+            redis_url: str | None,
+            namespace: str | None,
+            app_path: str | None,
+            **kwargs: Any,
+        ) -> None:
+            target = resolve(redis_url, namespace, app_path)
+            if not kwargs.get("as_json"):
+                tell_target(target, warn_empty=warn_empty)
+            with target.app as app:
+                fn(app, *args, **kwargs)
 
-    return command
+        return command
+
+    return decorate if fn is None else decorate(fn)
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
@@ -230,7 +274,7 @@ def parse_payload(text: str | None) -> Any:
 @click.option("--non-exclusive", is_flag=True, help="Run in parallel with its process's jobs.")
 @click.option("--retries", type=click.IntRange(min=1), help="Executions before an incident.")
 @click.option("--count", type=click.IntRange(min=1), default=1, show_default=True)
-@with_app
+@with_app(warn_empty=False)
 def enqueue(
     app: App,
     *,
@@ -618,31 +662,13 @@ def nodes(app: App, *, as_json: bool) -> None:
 
 
 def load_app(app_path: str) -> App:
-    """Imports ``module:attribute`` (the current directory first on sys.path, as with
-    ``python -m``) and checks that it names a rexec App."""
+    """The App named ``module:attribute``; a malformed path is bad usage."""
     if not APP_PATH_RE.match(app_path):
         raise click.BadParameter(
             f"{app_path!r} is not module:attribute (for example myproject.jobs:app)",
             param_hint="APP",
         )
-    module_name, _, attribute = app_path.partition(":")
-    cwd = os.getcwd()
-    if cwd not in sys.path:
-        sys.path.insert(0, cwd)
-    try:
-        module: ModuleType = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ConfigurationError(f"cannot import {module_name!r} for APP: {exc}") from exc
-    except Exception as exc:
-        raise ConfigurationError(
-            f"importing {module_name!r} failed: {type(exc).__name__}: {exc}"
-        ) from exc
-    if not hasattr(module, attribute):
-        raise ConfigurationError(f"{module_name!r} has no attribute {attribute!r}")
-    value = getattr(module, attribute)
-    if not isinstance(value, App):
-        raise ConfigurationError(f"{app_path} is a {type(value).__name__}, not a rexec.App")
-    return value
+    return import_app(app_path)
 
 
 def parse_types(text: str | None) -> tuple[str, ...]:
