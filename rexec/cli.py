@@ -16,7 +16,7 @@ import re
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, overload
 
 import click
 import msgpack
@@ -140,7 +140,16 @@ NEGATIVE_ARGS = {"ignore_unknown_options": True}
 # -- connection ---------------------------------------------------------------------------
 
 
-def with_app(fn: Callable[..., None] | None = None, *, warn_empty: bool = True) -> Any:
+Command = Callable[..., None]
+
+
+@overload
+def with_app(fn: Command) -> Command: ...
+@overload
+def with_app(*, warn_empty: bool) -> Callable[[Command], Command]: ...
+def with_app(
+    fn: Command | None = None, *, warn_empty: bool = True
+) -> Command | Callable[[Command], Command]:
     """Adds ``--app``, ``--redis-url`` and ``--namespace`` (resolved by rexec.target)
     and passes an open App as first argument. ``warn_empty=False`` for commands that
     create things, where an empty namespace is no surprise."""
