@@ -29,6 +29,7 @@ instance that does not exist (nothing is written unless the status is 0)
 -- @include is_pi_exclusive
 -- @include record_history
 -- @include trim_history
+-- @include forget_job
 
 local id = ARGV[3]
 local j, status = check_owner(id, ARGV[2], ARGV[4])
@@ -97,6 +98,7 @@ end
 -- The job itself: gone, its instance released (after any follow-up took its lock),
 -- and, if it was a branch, arrived at its join.
 redis.call('HDEL', K.jobs, id)
+forget_job(id, j, 'completed')
 redis.call('HDEL', K.payloads, id)
 redis.call('HDEL', K.errors, id)
 redis.call('ZREM', K.locked, id)

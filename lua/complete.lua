@@ -14,6 +14,7 @@ Reply: one status per job: 0 committed, 1 no such job, 2 lock lost
 -- @include arrive_at_join
 -- @include record_history
 -- @include trim_history
+-- @include forget_job
 
 local owner = ARGV[2]
 local ids = {}
@@ -33,6 +34,7 @@ for k, id in ipairs(ids) do
     seen[id] = true
     done[#done + 1] = id
     record_history(id, j, 'completed', history_len)
+    forget_job(id, j, 'completed')
     if is_pi_exclusive(j) then
       -- the record must be gone before the instance's parked jobs are looked at
       redis.call('HDEL', K.jobs, id)

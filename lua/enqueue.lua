@@ -15,6 +15,7 @@ Errors: 'REXEC:PI_NOT_FOUND <pi>'; nothing is written then.
 -- @include ready_member
 -- @include scheduled_member
 -- @include call_chunked
+-- @include index_instance_job
 
 local n = arg_int(2, 1, 100000)
 if #ARGV ~= 2 + 7 * n then return redis.error_reply('REXEC:BAD_ARGUMENT expected 7 fields per job') end
@@ -77,6 +78,7 @@ for i = 0, n - 1 do
              pi = pi, v = 0, o = '', e = '', s = '0'}
   records[#records + 1] = id
   records[#records + 1] = encode_job(j)
+  index_instance_job(id, j)
   if payload ~= '' then
     payloads[#payloads + 1] = id
     payloads[#payloads + 1] = payload

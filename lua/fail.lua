@@ -3,13 +3,16 @@ Retries drop by one unless the failure was an optimistic-locking conflict; the j
 again after the retry cycle's wait; at 0 retries it becomes an incident.
 KEYS: the namespace keys (includes/keys.lua)
 ARGV[1] wake channel; [2] owner; [3] job id; [4] revision; [5] error text ('' = keep);
-[6] retries to consume (1 or 0); [7] wait before the next execution, ms
+[6] retries to consume (1 or 0); [7] wait before the next execution, ms;
+[8] history length cap (0 or absent = no history); [9] history TTL ms (0 = none)
 Reply: {status (0 ok, 1 no such job, 2 lock lost), state the job is now in}
 ]]
 -- @include keys
 -- @include now_ms
 -- @include check_owner
 -- @include unlock_job
+-- @include record_history
+-- @include trim_history
 
 local id = ARGV[3]
 local j, status = check_owner(id, ARGV[2], ARGV[4])
@@ -21,5 +24,14 @@ j.v = j.v + 1
 if ARGV[5] ~= '' then redis.call('HSET', K.errors, id, ARGV[5]) end
 local state, woke = unlock_job(id, j, now)
 if state == 'incident' then redis.call('HINCRBY', K.counters, 'incidents', 1) end
+if tonumber(ARGV[6]) > 0 then
+  local outcome = state == 'incident' and 'incident' or 'failed'
+  redis.call('HINCRBY', K.counters, outcome .. '|' .. j.t, 1)
+  local history_len = tonumber(ARGV[8] or '0')
+  if history_len > 0 then
+    record_history(id, j, outcome, history_len, ARGV[5])
+    trim_history(now, tonumber(ARGV[9] or '0'))
+  end
+end
 if woke then redis.call('PUBLISH', ARGV[1], '1') end
 return {0, state}

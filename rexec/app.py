@@ -284,6 +284,22 @@ class App:
         happens atomically with its job's completion."""
         return self.store.end_process_instance(process_instance_id)
 
+    def set_variables(self, process_instance_id: str, values: Mapping[str, Any]) -> int:
+        """Merges ``values`` into a process instance's variables from outside a handler;
+        returns its new revision. A handler that read the old variables then fails its
+        commit with OptimisticLockingError and runs again, as with any concurrent change."""
+        if not isinstance(values, Mapping) or not all(isinstance(k, str) for k in values):
+            raise ValidationError("variables are a mapping with string names")
+        check_process_instance_id(process_instance_id)
+        while True:
+            revision, raw = self.store.read_variables(process_instance_id)
+            merged = {**variables_dict(unpack(raw, "variables"), process_instance_id), **values}
+            new_revision = self.store.write_variables(
+                process_instance_id, revision, pack(merged, "variables")
+            )
+            if new_revision is not None:
+                return new_revision
+
     def get_variables(self, process_instance_id: str) -> dict[str, Any]:
         check_process_instance_id(process_instance_id)
         raw: bytes | None = self.client.hget(self.store.keys.vars, process_instance_id)  # type: ignore[assignment]

@@ -89,6 +89,7 @@ KEY_TYPES: dict[str, str] = {
     "workers": "hash",
     "heartbeats": "zset",
     "history": "stream",
+    "instance_jobs": "zset",
 }
 
 # A record as the scripts write it: t|p|d|r|x|pi|v|o|e|s (schema §3). A due time must

@@ -37,6 +37,7 @@ SCRIPT_KEY_NAMES: tuple[str, ...] = (
     "workers",
     "heartbeats",
     "history",
+    "instance_jobs",
 )
 
 
@@ -158,6 +159,15 @@ class Keys:
     @property
     def history(self) -> str:
         return self.prefix + "history"
+
+    @property
+    def instance_jobs(self) -> str:
+        return self.prefix + "instance_jobs"
+
+    @property
+    def series(self) -> str:
+        """Hash of the cockpit's time series (rexec/timeseries.py); no script uses it."""
+        return self.prefix + "series"
 
     @property
     def wake_channel(self) -> str:

@@ -458,6 +458,31 @@ class Store:
         revision, _, pk = _text(record).partition("|")
         return int(revision), (priority_from_key(pk) if pk else None), raw or b"\x80"
 
+    def write_variables(
+        self, process_instance_id: str, revision: int, variables_raw: bytes
+    ) -> int | None:
+        """Replaces a process instance's variables if it is still at ``revision``;
+        returns the new revision, or None if it changed meanwhile (read again)."""
+        check_process_instance_id(process_instance_id)
+        with self.client.pipeline(transaction=True) as pipe:
+            try:
+                pipe.watch(self.keys.pis)  # type: ignore[no-untyped-call]
+                record = pipe.hget(self.keys.pis, process_instance_id)
+                if record is None:
+                    raise ProcessInstanceNotFoundError(
+                        f"no process instance {process_instance_id!r}"
+                    )
+                found, _, pk = _text(record).partition("|")
+                if int(found) != revision:
+                    return None
+                pipe.multi()
+                pipe.hset(self.keys.pis, process_instance_id, f"{revision + 1}|{pk}")
+                pipe.hset(self.keys.vars, process_instance_id, variables_raw)
+                pipe.execute()
+            except redis.WatchError:
+                return None
+        return revision + 1
+
     def read_variables(self, process_instance_id: str) -> tuple[int, bytes]:
         """A process instance's revision and msgpack variables, read together."""
         revision, _, raw = self.read_process_instance(process_instance_id)
@@ -498,7 +523,18 @@ class Store:
             text = f"{text}\n\n{details}"
         owner = _owner_of([job])
         reply: list[Any] = self._run(  # type: ignore[assignment]
-            "fail", [self.keys.wake_channel, owner, job.id, job.revision, text, consumed, delay]
+            "fail",
+            [
+                self.keys.wake_channel,
+                owner,
+                job.id,
+                job.revision,
+                text,
+                consumed,
+                delay,
+                self.history_max_len,
+                self.history_ttl_ms,
+            ],
         )
         status, state = reply
         raise_for_status(int(status), job.id)

@@ -657,10 +657,13 @@ class TestHistory:
         leftovers = [
             k
             for k in client.scan_iter(match=f"rexec:{{{app.namespace}}}:*")
-            if not k.endswith((b":seq", b":types"))
+            if not k.endswith((b":seq", b":types", b":counters"))
         ]
         assert leftovers == []
         assert app.management.history() == []
+        # Outcomes are counted per type (for the cockpit's throughput): one field per
+        # type and outcome, however many jobs complete.
+        assert client.hgetall(app.store.keys.counters) == {b"completed|a": b"1"}
 
     def test_history_keeps_finished_jobs_within_its_cap(
         self, client: redis.Redis, namespace: str
@@ -727,3 +730,50 @@ def test_counts_by_type_agree_with_every_jobs_state(app: App) -> None:
         assert by_type[job_type]["total"] == sum(states.values())
     assert sum(t["total"] for t in by_type.values()) == m.counts()["total"]
     assert m.process_instance(pi) == {"id": pi, "revision": 0, "priority": 3, "variables": {"v": 1}}
+
+
+class TestInstanceIndex:
+    """Each process instance's jobs are read through an index kept by the scripts."""
+
+    def test_index_follows_jobs_in_and_out(self, client: redis.Redis, namespace: str) -> None:
+        from rexec.context import JobContext
+
+        app = App.with_client(client, namespace=namespace)
+        pi, other = app.start_process_instance(), app.start_process_instance()
+        a = app.enqueue("a", process_instance_id=pi)
+        b = app.enqueue("b", process_instance_id=pi, exclusive=False)
+        c = app.enqueue("c", process_instance_id=pi, delay_ms=60_000)
+        app.enqueue("x", process_instance_id=other)
+        app.enqueue("free")
+        management = app.management
+        assert management.instance_job_ids(pi) == [a, b, c]
+        # a follow-up created by a commit joins the index; the committed job leaves it
+        (job,) = app.store.acquire_jobs("w", 1, lock_ms=5000, types=["a"]).jobs
+        ctx = JobContext(job, app, "w")
+        ctx.enqueue("d")
+        app.store.commit(job, ctx.effects())
+        ids = management.instance_job_ids(pi)
+        assert a not in ids and len(ids) == 3 and ids[:2] == [b, c]
+        (job,) = app.store.acquire_jobs("w", 1, lock_ms=5000, types=["b"]).jobs
+        app.store.complete(job)
+        management.delete_job(c)
+        assert [job.type for job in management.instance_jobs(pi)] == ["d"]
+        assert management.jobs(process_instance_id=pi, state="ready")[0].type == "d"
+        assert management.jobs(process_instance_id=pi, state="locked") == []
+        assert [j.type for j in management.instance_jobs(other)] == ["x"]
+
+    def test_outcomes_are_counted_per_type(self, client: redis.Redis, namespace: str) -> None:
+        app = App.with_client(client, namespace=namespace)
+        app.enqueue("a")
+        app.enqueue("b", retries=1)
+        gone = app.enqueue("c")
+        for job in app.store.acquire_jobs("w", 10, lock_ms=5000).jobs:
+            if job.type == "a":
+                app.store.complete(job)
+            elif job.type == "b":
+                app.store.fail(job, "no")
+        app.management.delete_job(gone)
+        counters = {k.decode(): int(v) for k, v in client.hgetall(app.store.keys.counters).items()}
+        assert counters["completed|a"] == 1
+        assert counters["incident|b"] == 1
+        assert counters["deleted|c"] == 1

@@ -3,6 +3,7 @@
 -- @include place_job
 -- @include resolve_pk
 -- @include due_from_spec
+-- @include index_instance_job
 -- Creates one job from its creation fields {type, pk, due, retries, exclusive, pi,
 -- payload} (as enqueue takes them). Returns its id and the table of its record.
 local function create_job(f, now)
@@ -12,5 +13,6 @@ local function create_job(f, now)
   redis.call('SADD', K.types, j.t)
   redis.call('HSET', K.jobs, id, encode_job(j))
   if f[7] ~= '' then redis.call('HSET', K.payloads, id, f[7]) end
+  index_instance_job(id, j)
   return id, j
 end

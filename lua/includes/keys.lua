@@ -25,4 +25,5 @@ local K = {
   workers = KEYS[21],        -- hash  worker id -> its announcement (JSON)
   heartbeats = KEYS[22],     -- zset  score last heartbeat ms, member worker id
   history = KEYS[23],        -- stream  finished jobs, when the history is on
+  instance_jobs = KEYS[24],  -- zset  lex, member "pi|id": the jobs of each process instance
 }
