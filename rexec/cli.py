@@ -12,6 +12,7 @@ import dataclasses
 import functools
 import importlib
 import inspect
+import os
 import re
 import sys
 from collections.abc import Callable, Iterable, Mapping
@@ -964,6 +965,18 @@ def _lazy(module_name: str, attribute: str, what: str) -> Any:
     default=None,
     help="Serve this node's Prometheus metrics on this port (0: any free one).",
 )
+@click.option(
+    "--metrics-host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address the metrics are served on; anything but loopback needs a token.",
+)
+@click.option(
+    "--metrics-token",
+    envvar="REXEC_METRICS_TOKEN",
+    show_envvar=True,
+    help="Bearer token /metrics requires; needed with a --metrics-host other than loopback.",
+)
 @namespace_option(from_app=True)
 @redis_url_option(APP_URL_HELP)
 def worker(
@@ -978,6 +991,8 @@ def worker(
     shutdown_timeout: float,
     acquisition: str,
     metrics_port: int | None,
+    metrics_host: str,
+    metrics_token: str | None,
     redis_url: str | None,
     namespace: str | None,
     **strategy: Any,
@@ -989,6 +1004,17 @@ def worker(
             f"--priority-min {priority_min} is above --priority-max {priority_max}"
         )
     BackoffJobAcquisitionStrategy(**strategy)  # rejects bad combinations before forking
+    if metrics_port is not None:
+        from rexec.prometheus import METRICS_TOKEN_ENV, is_loopback
+
+        if not is_loopback(metrics_host) and not metrics_token:
+            raise click.UsageError(
+                f"--metrics-host {metrics_host} would open the metrics to other machines:"
+                f" give a token with --metrics-token or {METRICS_TOKEN_ENV}"
+                " (scrapers send 'Authorization: Bearer <token>')"
+            )
+        if metrics_token:
+            os.environ[METRICS_TOKEN_ENV] = metrics_token  # for the node, never on argv
     load_app(app_path)
     worker_settings = _lazy("rexec.settings", "WorkerSettings", "the worker runtime")
     run_node = _lazy("rexec.node", "run_node", "the worker runtime")
@@ -1006,6 +1032,7 @@ def worker(
         acquisition=acquisition,
         strategy=dict(strategy),
         metrics_port=metrics_port,
+        metrics_host=metrics_host,
     )
     click.get_current_context().exit(int(run_node(settings)))
 

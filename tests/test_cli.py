@@ -411,7 +411,17 @@ class TestWorker:
                 "base_num_jobs": 7,
             },
             "metrics_port": None,
+            "metrics_host": "127.0.0.1",
         }
+
+    def test_metrics_beyond_loopback_need_a_token(self, run: Run) -> None:
+        out = failed(
+            run("worker", "m:app", "--metrics-port", "0", "--metrics-host", "0.0.0.0"),
+            2,
+            "error:",
+            "--metrics-token",
+        )
+        assert "REXEC_METRICS_TOKEN" in out
 
     def test_bad_worker_options(self, run: Run) -> None:
         failed(run("worker", "m:app", "--types", "ok,bad type"), 2, "job type must be")

@@ -10,6 +10,7 @@ certificates.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import re
@@ -564,3 +565,56 @@ def test_a_node_with_wrong_credentials_stops_at_once_and_says_why(
     )  # fmt: skip
     assert result.returncode == 1
     assert "refused the credentials" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_node_command_keeps_the_password_off_the_command_line() -> None:
+    from rexec.cluster import node_command
+    from rexec.settings import WorkerSettings
+
+    url = f"redis://:{quote(ADMIN_PASSWORD, safe='')}@127.0.0.1:6399/0"
+    argv, env = node_command(WorkerSettings(app_path="rexec.scenario:app", redis_url=url))
+    assert quote(ADMIN_PASSWORD, safe="") not in " ".join(argv)
+    assert "6399" not in " ".join(argv)
+    assert env == {"REXEC_REDIS_URL": url}
+
+
+@pytest.mark.slow
+def test_local_cluster_nodes_get_the_password_through_the_environment(
+    auth_server: RedisServer,
+) -> None:
+    from rexec.cluster import LocalCluster
+    from rexec.settings import WorkerSettings
+
+    secret = quote(ADMIN_PASSWORD, safe="")
+    url = f"redis://:{secret}@127.0.0.1:{auth_server.port}/0"
+    namespace = f"cl{os.getpid()}"
+    settings = WorkerSettings(
+        app_path="tests.apps.recording:app", redis_url=url, namespace=namespace, processes=1
+    )
+    with App(url, namespace=namespace) as app:
+        job_id = app.enqueue("work", {})
+        with LocalCluster(settings, nodes=1) as cluster:
+            deadline = time.monotonic() + 60
+            while app.management.get_job(job_id) is not None:
+                cluster.check_alive()
+                assert time.monotonic() < deadline, "the node never ran the job"
+                time.sleep(0.1)
+            pids = [str(p.pid) for p in cluster._procs]
+            pids += [
+                entry
+                for entry in os.listdir("/proc")
+                if entry.isdigit() and _parent_of(entry) in pids
+            ]
+            for pid in pids:
+                with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+                    cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+                    assert secret.encode() not in cmdline
+                    assert ADMIN_PASSWORD.encode() not in cmdline
+
+
+def _parent_of(pid: str) -> str:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    return stat.rsplit(")", 1)[1].split()[1]

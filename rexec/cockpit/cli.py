@@ -5,8 +5,6 @@ Imports nothing heavy until the command runs, so ``rexec --help`` stays fast.
 
 from __future__ import annotations
 
-import ipaddress
-
 import click
 
 from rexec.options import target_options
@@ -16,12 +14,9 @@ TOKEN_ENV = "REXEC_COCKPIT_TOKEN"
 
 def is_loopback(host: str) -> bool:
     """Whether binding to ``host`` keeps the cockpit on this machine."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
+    from rexec.prometheus import is_loopback as loopback
+
+    return loopback(host)
 
 
 @click.command("cockpit")
