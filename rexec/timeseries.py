@@ -96,12 +96,12 @@ def sample(store: Any, now_ms: int) -> dict[str, int]:
     return values
 
 
-def record(store: Any) -> bool:
+def record(store: Any, now_ms: int | None = None) -> bool:
     """Samples the namespace into the rings if nobody did in this step; True if this
     call did. Redis errors propagate (the caller's loop handles Redis being down);
     anything else is logged and swallowed, so a bad sample never stops a worker."""
     try:
-        now = store.time_ms()
+        now = store.time_ms() if now_ms is None else now_ms
         step = now // STEP_MS
         key = store.keys.series
         last = store.client.hget(key, LAST_STEP)
@@ -185,9 +185,15 @@ def read(store: Any, now_ms: int | None = None) -> dict[str, Any]:
     pickup-latency percentiles and per-node rates over the last hour."""
     series = read_raw(store, now_ms)
     step_s = STEP_MS / 1000
+    # A step was sampled when its depth was; a counter missing from a sampled step had
+    # not started counting yet (its type or node was new): 0, not a gap.
+    sampled = [v is not None for v in series.values.get("depth|ready", [None] * SLOTS)]
     by_kind: dict[str, dict[str, list[int | None]]] = {}
-    for name, points in series.values.items():
+    for name, raw in series.values.items():
         kind, _, label = name.partition("|")
+        points = raw
+        if kind != "depth":
+            points = [0 if v is None and seen else v for v, seen in zip(raw, sampled, strict=True)]
         by_kind.setdefault(kind, {})[label] = points
     throughput = {t: rates(p, step_s) for t, p in sorted(by_kind.get("completed", {}).items())}
     failures: dict[str, list[float | None]] = {}

@@ -18,6 +18,7 @@ cannot be reached. Redis calls run in a thread pool, never on the event loop.
     POST   /api/types/{type}/suspend | /activate  {"include_jobs": true}
     GET    /api/process-instances/{id}                 variables and jobs
     GET    /api/cluster                                nodes, workers, counters and rates
+    GET    /api/series                                 the last hour, for the charts
     GET    /metrics                                    Prometheus text format
 """
 
@@ -37,6 +38,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from rexec import timeseries
 from rexec.app import App
 from rexec.cockpit.queries import (
     ClusterView,
@@ -387,6 +389,9 @@ def api_routes(cockpit: Cockpit) -> list[BaseRoute]:
             )
         )
 
+    async def series(request: Request) -> Response:
+        return JSON(await run_in_threadpool(timeseries.read, app.store))
+
     async def cluster(request: Request) -> Response:
         return JSON(await run_in_threadpool(cockpit.cluster.snapshot))
 
@@ -414,6 +419,7 @@ def api_routes(cockpit: Cockpit) -> list[BaseRoute]:
         Route(type_path + "/activate", type_suspension(False), methods=["POST"]),
         Route("/api/process-instances/{pi}", instance),
         Route("/api/cluster", cluster),
+        Route("/api/series", series),
         Route("/metrics", metrics),
     ]
 
