@@ -777,3 +777,27 @@ class TestInstanceIndex:
         assert counters["completed|a"] == 1
         assert counters["incident|b"] == 1
         assert counters["deleted|c"] == 1
+
+    def test_variables_set_from_outside_bump_the_revision(
+        self, client: redis.Redis, namespace: str
+    ) -> None:
+        from rexec.context import JobContext
+        from rexec.errors import OptimisticLockingError
+
+        app = App.with_client(client, namespace=namespace)
+        pi = app.start_process_instance({"a": 1}, priority=5)
+        app.enqueue("t", process_instance_id=pi)
+        (job,) = app.store.acquire_jobs("w", 1, lock_ms=5000).jobs
+        ctx = JobContext(job, app, "w")
+        ctx.set_variable("b", 2)
+        effects = ctx.effects()  # read at revision 0
+        assert app.set_variables(pi, {"c": 3}) == 1
+        assert app.get_variables(pi) == {"a": 1, "c": 3}
+        assert app.management.process_instance(pi)["priority"] == 5  # kept
+        with pytest.raises(OptimisticLockingError):
+            app.store.commit(job, effects)  # the handler's view is stale: it reruns
+        assert app.store.write_variables(pi, 0, b"\x80") is None  # stale revision: refused
+        with pytest.raises(ProcessInstanceNotFoundError):
+            app.set_variables("p999999", {"x": 1})
+        with pytest.raises(ValidationError):
+            app.set_variables(pi, {1: "not a name"})  # type: ignore[dict-item]
