@@ -647,7 +647,7 @@ yes_option = click.option("--yes", "-y", is_flag=True, help="Do not ask for conf
 
 @main.command(context_settings=NEGATIVE_ARGS)
 @click.argument("job_id", required=False)
-@click.argument("retries", metavar="N", required=False)
+@click.argument("retries", metavar="[N]", required=False)
 @click.option("--type", "job_type", help="With --incidents: every incident of this type.")
 @click.option(
     "--incidents",
