@@ -65,7 +65,7 @@ def test_a_folder_owned_by_someone_else_is_refused(
     import rexec.embedded
     from rexec.errors import ConfigurationError
 
-    rexec_home.mkdir(mode=0o755)
+    rexec_home.mkdir(mode=0o755, exist_ok=True)
     real_uid = os.getuid()
     monkeypatch.setattr(rexec.embedded.os, "getuid", lambda: real_uid + 1)
     with pytest.raises(ConfigurationError, match="belongs to uid"):
