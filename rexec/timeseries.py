@@ -101,10 +101,13 @@ def record(store: Any, now_ms: int | None = None) -> bool:
     call did. Redis errors propagate (the caller's loop handles Redis being down);
     anything else is logged and swallowed, so a bad sample never stops a worker."""
     try:
-        now = store.time_ms() if now_ms is None else now_ms
-        step = now // STEP_MS
         key = store.keys.series
-        last = store.client.hget(key, LAST_STEP)
+        pipe = store.client.pipeline(transaction=False)
+        pipe.time()
+        pipe.hget(key, LAST_STEP)
+        (seconds, micros), last = pipe.execute()  # one round trip on most calls
+        now = int(seconds) * 1000 + int(micros) // 1000 if now_ms is None else now_ms
+        step = now // STEP_MS
         if last is not None and int(last) >= step:
             return False
         # Two workers may both get here in one step: they write the same step, harmless.
