@@ -39,6 +39,7 @@ Python and none was given ({6, {type}}) (nothing is written unless the status is
 -- @include arg_flag
 -- @include arg_job_fields
 -- @include count_gone_jobs
+-- @include forget_job
 
 -- Every argument is checked before anything is read or written.
 local id, owner = ARGV[3], ARGV[2]
@@ -147,6 +148,7 @@ end
 -- The job itself: gone, its instance released (after any follow-up took its lock),
 -- and, if it was a branch, arrived at its join.
 redis.call('HDEL', K.jobs, id)
+forget_job(id, j, 'completed')
 redis.call('HDEL', K.payloads, id)
 redis.call('HDEL', K.errors, id)
 redis.call('ZREM', K.locked, id)

@@ -19,6 +19,7 @@ Reply: one status per job: 0 committed, 1 no such job, 2 lock lost
 -- @include arg_pairs
 -- @include read_chunked
 -- @include count_gone_jobs
+-- @include forget_job
 
 local owner = ARGV[2]
 local history_len, history_ttl = arg_int(3, 0, 70368744177664), arg_int(4, 0, 70368744177664)
@@ -41,6 +42,7 @@ for k, id in ipairs(ids) do
     done[#done + 1] = id
     gone_of_type[j.t] = (gone_of_type[j.t] or 0) + 1
     record_history(id, j, 'completed', history_len)
+    forget_job(id, j, 'completed')
     if is_pi_exclusive(j) then
       if not released[j.pi] then released[#released + 1] = j.pi end
       released[j.pi] = (released[j.pi] or 0) + 1

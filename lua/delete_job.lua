@@ -3,6 +3,7 @@ gone and its commit refused. A deleted branch of a fork counts as arrived at its
 so the join is not held up for ever.
 KEYS: the namespace keys (includes/keys.lua)
 ARGV[1] wake channel; [2..] job ids
+Each deleted job is recorded in the history when the history is on (its stream exists).
 Reply: one status per job: 0 deleted, 1 no such job
 ]]
 -- @include keys
@@ -14,9 +15,12 @@ Reply: one status per job: 0 deleted, 1 no such job
 -- @include now_ms
 -- @include arrive_at_join
 -- @include count_gone_jobs
+-- @include forget_job
+-- @include record_history
 
 local statuses = {}
 local woke = false
+local history_on = redis.call('EXISTS', K.history) == 1
 for i = 2, #ARGV do
   local id = ARGV[i]
   local j = decode_job(redis.call('HGET', K.jobs, id))
@@ -26,6 +30,8 @@ for i = 2, #ARGV do
     unplace_job(id, j)
     if j.o ~= '' and is_pi_exclusive(j) and release_pi(j.pi) then woke = true end
     redis.call('HDEL', K.jobs, id)
+    forget_job(id, j, 'deleted')
+    if history_on then record_history(id, j, 'deleted', -1) end
     redis.call('HDEL', K.payloads, id)
     redis.call('HDEL', K.errors, id)
     if arrive_at_join(id, now_ms()) == 'ready' then woke = true end

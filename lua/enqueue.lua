@@ -21,6 +21,7 @@ Errors: 'REXEC:PI_NOT_FOUND <pi>', 'REXEC:RULE_UNAVAILABLE <type>'; nothing is w
 -- @include count_new_jobs
 -- @include resolve_new
 -- @include wake_message
+-- @include index_instance_job
 
 local n = arg_int(2, 1, 100000)
 if #ARGV ~= 2 + 7 * n then return redis.error_reply('REXEC:BAD_ARGUMENT expected 7 fields per job') end
@@ -89,6 +90,7 @@ for i = 0, n - 1 do
   local j = {t = jtype, p = pk, d = d, r = r, x = x, pi = pi, v = 0, o = '', e = '', s = s}
   records[#records + 1] = id
   records[#records + 1] = encode_job(j)
+  index_instance_job(id, j)
   if payload ~= '' then
     payloads[#payloads + 1] = id
     payloads[#payloads + 1] = payload

@@ -5,7 +5,8 @@ the wait the caller gives); at 0 retries it becomes an incident.
 KEYS: the namespace keys (includes/keys.lua)
 ARGV[1] wake channel; [2] owner; [3] job id; [4] revision; [5] error text ('' = keep);
 [6] retries to consume (1 or 0); [7] wait before the next execution, ms, when the type
-has no stored definition
+has no stored definition; [8] history length cap (0 or absent = no history);
+[9] history TTL ms (0 = none)
 Reply: {status (0 ok, 1 no such job, 2 lock lost), state the job is now in}
 ]]
 -- @include keys
@@ -16,9 +17,13 @@ Reply: {status (0 ok, 1 no such job, 2 lock lost), state the job is now in}
 -- @include arg_int
 -- @include definition_of
 -- @include retry_wait
+-- @include record_history
+-- @include trim_history
 
 local id = ARGV[3]
 local consumed, wait_ms = arg_int(6, 0, 1), arg_int(7, 0, 70368744177664)
+local history_len = ARGV[8] and arg_int(8, 0, 70368744177664) or 0
+local history_ttl = ARGV[9] and arg_int(9, 0, 70368744177664) or 0
 local j, status = check_owner(id, ARGV[2], ARGV[4])
 if not j then return {status, ''} end
 local now = now_ms()
@@ -29,5 +34,13 @@ j.v = j.v + 1
 if ARGV[5] ~= '' then redis.call('HSET', K.errors, id, ARGV[5]) end
 local state, woke = unlock_job(id, j, now)
 if state == 'incident' then redis.call('HINCRBY', K.counters, 'incidents', 1) end
+if consumed > 0 then
+  local outcome = state == 'incident' and 'incident' or 'failed'
+  redis.call('HINCRBY', K.counters, outcome .. '|' .. j.t, 1)
+  if history_len > 0 then
+    record_history(id, j, outcome, history_len, ARGV[5])
+    trim_history(now, history_ttl)
+  end
+end
 if woke then redis.call('PUBLISH', ARGV[1], wake_message()) end
 return {0, state}

@@ -39,7 +39,6 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -57,6 +56,7 @@ from redis.retry import Retry
 
 from rexec import metrics as m
 from rexec.app import App
+from rexec.cluster import node_command
 from rexec.codec import unpack
 from rexec.context import JobContext
 from rexec.errors import ConfigurationError
@@ -513,13 +513,14 @@ class _Node:
         return self.settings.node_id or ""
 
     def start(self) -> None:
-        fields = dataclasses.asdict(self.settings)
+        argv, env = node_command(self.settings)
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "rexec.node", orjson.dumps(fields).decode()],
+                argv,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
+                env={**os.environ, **env},
                 start_new_session=True,
             )
         self.starts += 1

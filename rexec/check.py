@@ -53,7 +53,7 @@ import redis
 from redis.commands.core import Script
 
 from rexec.keys import SCRIPT_KEY_NAMES
-from rexec.options import namespace_option, redis_url_option
+from rexec.options import target_options
 from rexec.scripts import flatten
 from rexec.status import translate_script_error
 from rexec.store import Store
@@ -92,6 +92,7 @@ KEY_TYPES: dict[str, str] = {
     "history": "stream",
     "parked": "zset",
     "type_jobs": "hash",
+    "instance_jobs": "zset",
 }
 
 # A record as the scripts write it: t|p|d|r|x|pi|v|o|e|s (schema §3). A due time must
@@ -799,16 +800,26 @@ def _table(title: str, violations: Sequence[Violation]) -> Any:
     "--repair", "do_repair", is_flag=True, help="Repair what can be repaired without losing a job."
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
-@namespace_option()
-@redis_url_option()
-def check_command(*, do_repair: bool, as_json: bool, namespace: str, redis_url: str | None) -> None:
+@target_options
+def check_command(
+    *,
+    do_repair: bool,
+    as_json: bool,
+    namespace: str | None,
+    redis_url: str | None,
+    app_path: str | None,
+) -> None:
     """Verify the data model's invariants in a namespace; with --repair, fix what can be
     fixed without losing a job. Exit code 1 when violations remain."""
     from rich.console import Console
 
-    from rexec.app import App
+    from rexec.target import resolve, tell_target
 
-    with App(redis_url, namespace=namespace) as app:
+    target = resolve(redis_url, namespace, app_path)
+    namespace = target.app.namespace
+    if not as_json:
+        tell_target(target)
+    with target.app as app:
         repaired = repair(app.store) if do_repair else []
         remaining = check(app.store)
     if as_json:

@@ -17,8 +17,7 @@ import re
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
-from types import ModuleType
-from typing import Any
+from typing import Any, overload
 
 import click
 import msgpack
@@ -32,9 +31,17 @@ from rich.text import Text
 from rexec.acquisition import BackoffJobAcquisitionStrategy
 from rexec.app import App
 from rexec.codec import check_priority, check_type
-from rexec.errors import ConfigurationError, JobNotFoundError, PayloadError, RexecError
+from rexec.errors import (
+    ConfigurationError,
+    JobNotFoundError,
+    PayloadError,
+    ProcessInstanceNotFoundError,
+    RexecError,
+)
 from rexec.job import Job, JobState
-from rexec.options import APP_URL_HELP, namespace_option, redis_url_option
+from rexec.options import APP_URL_HELP, namespace_option, redis_url_option, target_options
+from rexec.target import NoTargetError, resolve, tell_target
+from rexec.target import load_app as import_app
 
 ENQUEUE_PROGRESS_CHUNK = 10_000
 APP_PATH_RE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
@@ -61,8 +68,22 @@ class CliError(click.ClickException):
     """An expected failure: one red line on stderr, exit code 1, no traceback."""
 
     def show(self, file: Any = None) -> None:
-        message = " ".join(self.format_message().split())
-        click.secho(f"error: {message}", fg="red", err=True)
+        show_error(self)
+
+
+class NoTargetCliError(CliError):
+    """Nothing names a Redis to read: bad usage, exit code 2."""
+
+    exit_code = 2
+
+
+def show_error(exc: click.ClickException) -> None:
+    """Every error the same way: ``error: <message>`` in red on stderr (bad usage adds
+    where to find help)."""
+    message = " ".join(exc.format_message().split())
+    click.secho(f"error: {message}", fg="red", err=True)
+    if isinstance(exc, click.UsageError) and exc.ctx is not None:
+        click.echo(f"see '{exc.ctx.command_path} --help'", err=True)
 
 
 def _describe(exc: BaseException) -> str:
@@ -78,13 +99,30 @@ def _describe(exc: BaseException) -> str:
 
 
 class RexecGroup(click.Group):
-    """A group that turns rexec and Redis errors of its commands into CliErrors."""
+    """A group that turns rexec and Redis errors of its commands into CliErrors, and
+    shows every error in one style."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except NoTargetError as exc:
+            raise NoTargetCliError(str(exc)) from exc
         except (RexecError, redis.RedisError) as exc:
             raise CliError(_describe(exc)) from exc
+
+    def main(self, args: Any = None, prog_name: str | None = None, *more: Any, **extra: Any) -> Any:
+        if more or extra.get("standalone_mode", True) is False:
+            return super().main(args, prog_name, *more, **extra)
+        extra.pop("standalone_mode", None)
+        try:
+            code = super().main(args, prog_name, standalone_mode=False, **extra)
+        except click.ClickException as exc:
+            show_error(exc)
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.secho("error: aborted", fg="red", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
 
 
 # -- parameter types ----------------------------------------------------------------------
@@ -109,17 +147,39 @@ NEGATIVE_ARGS = {"ignore_unknown_options": True}
 # -- connection ---------------------------------------------------------------------------
 
 
-def with_app(fn: Callable[..., None]) -> Callable[..., None]:
-    """Adds ``--redis-url`` and ``--namespace`` and passes an open App as first argument."""
+Command = Callable[..., None]
 
-    @namespace_option()
-    @redis_url_option()
-    @functools.wraps(fn)
-    def command(*args: Any, redis_url: str | None, namespace: str, **kwargs: Any) -> None:
-        with App(redis_url, namespace=namespace) as app:
-            fn(app, *args, **kwargs)
 
-    return command
+@overload
+def with_app(fn: Command) -> Command: ...
+@overload
+def with_app(*, warn_empty: bool) -> Callable[[Command], Command]: ...
+def with_app(
+    fn: Command | None = None, *, warn_empty: bool = True
+) -> Command | Callable[[Command], Command]:
+    """Adds ``--app``, ``--redis-url`` and ``--namespace`` (resolved by rexec.target)
+    and passes an open App as first argument. ``warn_empty=False`` for commands that
+    create things, where an empty namespace is no surprise."""
+
+    def decorate(fn: Callable[..., None]) -> Callable[..., None]:
+        @target_options
+        @functools.wraps(fn)
+        def command(
+            *args: Any,
+            redis_url: str | None,
+            namespace: str | None,
+            app_path: str | None,
+            **kwargs: Any,
+        ) -> None:
+            target = resolve(redis_url, namespace, app_path)
+            if not kwargs.get("as_json"):
+                tell_target(target, warn_empty=warn_empty)
+            with target.app as app:
+                fn(app, *args, **kwargs)
+
+        return command
+
+    return decorate if fn is None else decorate(fn)
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
@@ -230,7 +290,7 @@ def parse_payload(text: str | None) -> Any:
 @click.option("--non-exclusive", is_flag=True, help="Run in parallel with its process's jobs.")
 @click.option("--retries", type=click.IntRange(min=1), help="Executions before an incident.")
 @click.option("--count", type=click.IntRange(min=1), default=1, show_default=True)
-@with_app
+@with_app(warn_empty=False)
 def enqueue(
     app: App,
     *,
@@ -299,13 +359,30 @@ def _enqueue_with_progress(app: App, spec: Mapping[str, Any], count: int) -> tup
 @click.option("--type", "job_type", help="Only jobs of this type.")
 @click.option("--limit", type=click.IntRange(0, 10_000), default=100, show_default=True)
 @click.option("--offset", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option(
+    "--process-instance", "process_instance_id", help="Only this process instance's jobs."
+)
 @json_option
 @with_app
 def jobs(
-    app: App, *, state: str | None, job_type: str | None, limit: int, offset: int, as_json: bool
+    app: App,
+    *,
+    state: str | None,
+    job_type: str | None,
+    limit: int,
+    offset: int,
+    process_instance_id: str | None,
+    as_json: bool,
 ) -> None:
-    """List jobs, by state in the order each state is kept."""
-    found = app.management.jobs(state=state, type=job_type, limit=limit, offset=offset)
+    """List jobs, by state in the order each state is kept (a process instance's:
+    oldest first)."""
+    found = app.management.jobs(
+        state=state,
+        type=job_type,
+        limit=limit,
+        offset=offset,
+        process_instance_id=process_instance_id,
+    )
     if as_json:
         print_json([job_to_dict(job) for job in found])
         return
@@ -320,7 +397,7 @@ def jobs(
             cell(job.type),
             cell(job.state.value),
             cell(job.priority),
-            cell(when(job.due_ms, "%m-%d %H:%M:%S")),
+            cell(when(job.due_ms)),
             cell(job.retries),
             cell(job.process_instance_id),
             cell(job.lock_owner),
@@ -337,7 +414,8 @@ def job(app: App, *, job_id: str, as_json: bool) -> None:
     """Show one job, with the error of its last failed execution."""
     found = app.management.get_job(job_id)
     if found is None:
-        raise JobNotFoundError(f"no job {job_id!r} (completed, deleted or never created)")
+        show_finished_job(app, job_id, as_json=as_json)
+        return
     data = job_to_dict(found)
     if as_json:
         print_json(data)
@@ -426,20 +504,49 @@ def deploy(*, app_path: str, redis_url: str | None, namespace: str | None) -> No
 @json_option
 @with_app
 def history(app: App, *, limit: int, as_json: bool) -> None:
-    """The last finished jobs, newest first (kept only if the app keeps a history)."""
+    """The last outcomes (completed, failed, incident, deleted), newest first (kept only
+    if the app keeps a history: App(history_max_len=...))."""
     entries = app.management.history(limit=limit)
     if as_json:
         print_json(entries)
         return
-    table = Table("id", "type", "priority", "process instance", "outcome", "finished ms")
+    console().print(history_table(entries, title=f"{len(entries)} history entries"))
+
+
+def show_finished_job(app: App, job_id: str, *, as_json: bool) -> None:
+    """A job no longer queued, from the history (if the app keeps one)."""
+    entries = app.management.job_history(job_id)
+    if not entries:
+        raise JobNotFoundError(
+            f"no job {job_id!r}: not queued, and not in the history (completed or deleted"
+            " without a history, or never created)"
+        )
+    if as_json:
+        print_json({"id": job_id, "queued": False, "history": entries})
+        return
+    latest = entries[0]
+    click.echo(
+        f"job {job_id} ({latest['type']}) is no longer queued:"
+        f" {latest['outcome']} at {when(latest['finished_ms'])}"
+    )
+    console().print(history_table(entries, title=f"history of job {job_id}"))
+
+
+def history_table(entries: list[dict[str, Any]], *, title: str | None = None) -> Table:
+    table = Table(title=title)
+    for name in ("when", "id", "type", "outcome", "priority", "process instance", "error"):
+        table.add_column(name, no_wrap=name in ("when", "id"))
     for entry in entries:
         table.add_row(
-            *(
-                cell(entry[k])
-                for k in ("id", "type", "priority", "process_instance_id", "outcome", "finished_ms")
-            )
+            cell(when(entry["finished_ms"])),
+            cell(entry["id"]),
+            cell(entry["type"]),
+            cell(entry["outcome"]),
+            cell(entry["priority"]),
+            cell(entry["process_instance_id"]),
+            cell(short(str(entry["error"]).splitlines()[0]) if entry.get("error") else None),
         )
-    console().print(table)
+    return table
 
 
 # -- priorities ---------------------------------------------------------------------------
@@ -559,28 +666,183 @@ def activate_type(app: App, *, job_type: str, without_jobs: bool, force: bool) -
         click.echo(f"{changed} jobs activated")
 
 
-# -- single jobs --------------------------------------------------------------------------
+# -- single jobs and bulk operations ---------------------------------------------------------
 
 
-@main.command()
-@click.argument("job_id")
-@click.argument("retries", metavar="N", type=click.IntRange(min=0))
+def count_argument(value: str, what: str) -> int:
+    """A count given on the command line: a clear message for what is not one."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise click.BadParameter(f"{what} must be a whole number, got {value!r}") from None
+    if number < 0:
+        raise click.BadParameter(f"{what} must be 0 or more, got {number}")
+    return number
+
+
+def confirm_bulk(count: int, what: str, yes: bool) -> bool:
+    """Says how many jobs a bulk action touches; asks unless ``--yes`` (no answer, or
+    not yes: aborted, exit code 1)."""
+    if count == 0:
+        click.echo(f"nothing to do: 0 jobs to {what}")
+        return False
+    if yes:
+        click.echo(f"{what}: {count} jobs", err=True)
+        return True
+    return click.confirm(f"{what}: {count} jobs. Go ahead?", default=False, abort=True, err=True)
+
+
+yes_option = click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+
+
+@main.command(context_settings=NEGATIVE_ARGS)
+@click.argument("job_id", required=False)
+@click.argument("retries", metavar="[N]", required=False)
+@click.option("--type", "job_type", help="With --incidents: every incident of this type.")
+@click.option(
+    "--incidents",
+    "incident_retries",
+    metavar="N",
+    help="Give every incident of --type N retries (resolving them).",
+)
+@yes_option
 @with_app
-def retries(app: App, *, job_id: str, retries: int) -> None:
-    """Set the retries left of JOB_ID to N (N > 0 resolves an incident)."""
-    app.management.set_job_retries(job_id, retries)
+def retries(
+    app: App,
+    *,
+    job_id: str | None,
+    retries: str | None,
+    job_type: str | None,
+    incident_retries: str | None,
+    yes: bool,
+) -> None:
+    """Set the retries left of JOB_ID to N (N > 0 resolves an incident), or, with
+    --type T --incidents N, of every incident of type T."""
+    if job_type is not None or incident_retries is not None:
+        if job_id is not None or job_type is None or incident_retries is None:
+            raise click.UsageError("give JOB_ID N, or --type T --incidents N (not both)")
+        n = count_argument(incident_retries, "--incidents (retries to give)")
+        if n == 0:
+            raise click.BadParameter("--incidents must be at least 1 to resolve incidents")
+        count = len(app.management.job_ids(JobState.INCIDENT, job_type))
+        if confirm_bulk(count, f"resolve, with {n} retries each, incidents of {job_type}", yes):
+            resolved = app.management.retry_incidents(job_type, n)
+            click.echo(f"{resolved} incidents of {job_type} resolved ({n} retries each)")
+        return
+    if job_id is None or retries is None:
+        raise click.UsageError("give JOB_ID N, or --type T --incidents N")
+    n = count_argument(retries, "N (retries left)")
+    app.management.set_job_retries(job_id, n)
     now = app.management.get_job(job_id)
     state = f" ({now.state.value})" if now is not None else ""
-    click.echo(f"job {job_id}: {retries} retries left{state}")
+    click.echo(f"job {job_id}: {n} retries left{state}")
 
 
 @main.command()
-@click.argument("job_id")
+@click.argument("job_id", required=False)
+@click.option("--type", "job_type", help="Delete the jobs of this type (with --state).")
+@click.option("--state", type=click.Choice(JOB_STATES), help="Delete the jobs in this state.")
+@yes_option
 @with_app
-def delete(app: App, *, job_id: str) -> None:
-    """Delete a job, whatever its state."""
+def delete(
+    app: App, *, job_id: str | None, job_type: str | None, state: str | None, yes: bool
+) -> None:
+    """Delete a job, whatever its state; or every job of --type T in --state S."""
+    if job_type is not None or state is not None:
+        if job_id is not None or state is None:
+            raise click.UsageError("give JOB_ID, or --state S (and optionally --type T)")
+        ids = app.management.job_ids(state, job_type)
+        what = f"delete, {state}" + (f" of {job_type}" if job_type else "")
+        if confirm_bulk(len(ids), what, yes):
+            deleted = app.management.delete_jobs(ids)
+            click.echo(f"{deleted} jobs deleted")
+        return
+    if job_id is None:
+        raise click.UsageError("give JOB_ID, or --state S (and optionally --type T)")
     app.management.delete_job(job_id)
     click.echo(f"job {job_id}: deleted")
+
+
+# -- process instances -----------------------------------------------------------------------
+
+
+@main.group(cls=RexecGroup)
+def instance() -> None:
+    """Start, show, change and end process instances."""
+
+
+def parse_variables(text: str | None) -> dict[str, Any]:
+    value = {} if text is None else parse_payload(text)
+    if not isinstance(value, dict):
+        raise click.BadParameter(
+            f"variables are a JSON object, got {type(value).__name__}", param_hint="VARIABLES_JSON"
+        )
+    return value
+
+
+@instance.command("start", context_settings=NEGATIVE_ARGS)
+@click.argument("variables_json", required=False)
+@click.option(
+    "--priority",
+    type=click.INT,
+    callback=check_priority_option,
+    help="Default priority of the instance's jobs.",
+)
+@with_app(warn_empty=False)
+def instance_start(app: App, *, variables_json: str | None, priority: int | None) -> None:
+    """Start a process instance with VARIABLES_JSON (an object); prints its id."""
+    click.echo(app.start_process_instance(parse_variables(variables_json), priority=priority))
+
+
+@instance.command("show")
+@click.argument("process_instance_id", metavar="ID")
+@json_option
+@with_app
+def instance_show(app: App, *, process_instance_id: str, as_json: bool) -> None:
+    """A process instance: its revision, priority, variables and jobs."""
+    info = app.management.process_instance(process_instance_id)
+    found = app.management.instance_jobs(process_instance_id)
+    if as_json:
+        print_json({**info, "jobs": [job_to_dict(job) for job in found]})
+        return
+    table = Table("field", "value", show_header=False, title=f"process instance {info['id']}")
+    table.add_row(Text("revision", style="bold"), cell(info["revision"]))
+    table.add_row(Text("priority", style="bold"), cell(info["priority"]))
+    table.add_row(Text("variables", style="bold"), cell(to_json(info["variables"], indent=True)))
+    console().print(table)
+    jobs_table = Table(
+        "id", "type", "state", "priority", "due", "retries", title=f"{len(found)} jobs"
+    )
+    for job in found:
+        jobs_table.add_row(
+            cell(job.id),
+            cell(job.type),
+            cell(job.state.value),
+            cell(job.priority),
+            cell(when(job.due_ms)),
+            cell(job.retries),
+        )
+    console().print(jobs_table)
+
+
+@instance.command("set")
+@click.argument("process_instance_id", metavar="ID")
+@click.argument("variables_json", metavar="VARIABLES_JSON")
+@with_app
+def instance_set(app: App, *, process_instance_id: str, variables_json: str) -> None:
+    """Set variables of a process instance (merged into its variables)."""
+    revision = app.set_variables(process_instance_id, parse_variables(variables_json))
+    click.echo(f"process instance {process_instance_id}: variables set (revision {revision})")
+
+
+@instance.command("end")
+@click.argument("process_instance_id", metavar="ID")
+@with_app
+def instance_end(app: App, *, process_instance_id: str) -> None:
+    """End a process instance: its record and variables go (its jobs stay)."""
+    if not app.end_process_instance(process_instance_id):
+        raise ProcessInstanceNotFoundError(f"no process instance {process_instance_id!r}")
+    click.echo(f"process instance {process_instance_id}: ended")
 
 
 # -- workers' metrics -----------------------------------------------------------------------
@@ -607,13 +869,13 @@ def stats(app: App, *, as_json: bool) -> None:
     cluster_stats = _metrics_function("cluster_stats")
     counters: dict[str, dict[str, int]] = cluster_stats(app.store)
     if as_json:
-        print_json(counters)
+        print_json(dict(sorted(counters.items())))
         return
     workers = sorted({w for per in counters.values() for w in per if w != "total"})
     table = Table("counter", "total", *workers)
     for column in table.columns[1:]:
         column.justify = "right"
-    for name, per in counters.items():
+    for name, per in sorted(counters.items()):
         table.add_row(
             cell(name), cell(per.get("total", 0)), *(cell(per.get(w, 0)) for w in workers)
         )
@@ -657,7 +919,7 @@ def nodes(app: App, *, as_json: bool) -> None:
         table.add_row(
             *(cell(w.get(key)) for key in NODE_COLUMNS[:-1]),
             _types_cell(w.get("types")),
-            cell(when(w.get("started_ms"), "%m-%d %H:%M:%S")),
+            cell(when(w.get("started_ms"))),
             cell(f"{age / 1000:.1f}s ago" if isinstance(age, int) else None),
             *(cell(w.get(key)) for key in extra),
         )
@@ -668,31 +930,13 @@ def nodes(app: App, *, as_json: bool) -> None:
 
 
 def load_app(app_path: str) -> App:
-    """Imports ``module:attribute`` (the current directory first on sys.path, as with
-    ``python -m``) and checks that it names a rexec App."""
+    """The App named ``module:attribute``; a malformed path is bad usage."""
     if not APP_PATH_RE.match(app_path):
         raise click.BadParameter(
             f"{app_path!r} is not module:attribute (for example myproject.jobs:app)",
             param_hint="APP",
         )
-    module_name, _, attribute = app_path.partition(":")
-    cwd = os.getcwd()
-    if cwd not in sys.path:
-        sys.path.insert(0, cwd)
-    try:
-        module: ModuleType = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ConfigurationError(f"cannot import {module_name!r} for APP: {exc}") from exc
-    except Exception as exc:
-        raise ConfigurationError(
-            f"importing {module_name!r} failed: {type(exc).__name__}: {exc}"
-        ) from exc
-    if not hasattr(module, attribute):
-        raise ConfigurationError(f"{module_name!r} has no attribute {attribute!r}")
-    value = getattr(module, attribute)
-    if not isinstance(value, App):
-        raise ConfigurationError(f"{app_path} is a {type(value).__name__}, not a rexec.App")
-    return value
+    return import_app(app_path)
 
 
 def parse_types(text: str | None) -> tuple[str, ...]:
@@ -771,6 +1015,18 @@ def _lazy(module_name: str, attribute: str, what: str) -> Any:
     default=None,
     help="Serve this node's Prometheus metrics on this port (0: any free one).",
 )
+@click.option(
+    "--metrics-host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address the metrics are served on; anything but loopback needs a token.",
+)
+@click.option(
+    "--metrics-token",
+    envvar="REXEC_METRICS_TOKEN",
+    show_envvar=True,
+    help="Bearer token /metrics requires; needed with a --metrics-host other than loopback.",
+)
 @namespace_option(from_app=True)
 @redis_url_option(APP_URL_HELP)
 def worker(
@@ -785,6 +1041,8 @@ def worker(
     shutdown_timeout: float,
     acquisition: str,
     metrics_port: int | None,
+    metrics_host: str,
+    metrics_token: str | None,
     redis_url: str | None,
     namespace: str | None,
     **strategy: Any,
@@ -796,6 +1054,17 @@ def worker(
             f"--priority-min {priority_min} is above --priority-max {priority_max}"
         )
     BackoffJobAcquisitionStrategy(**strategy)  # rejects bad combinations before forking
+    if metrics_port is not None:
+        from rexec.prometheus import METRICS_TOKEN_ENV, is_loopback
+
+        if not is_loopback(metrics_host) and not metrics_token:
+            raise click.UsageError(
+                f"--metrics-host {metrics_host} would open the metrics to other machines:"
+                f" give a token with --metrics-token or {METRICS_TOKEN_ENV}"
+                " (scrapers send 'Authorization: Bearer <token>')"
+            )
+        if metrics_token:
+            os.environ[METRICS_TOKEN_ENV] = metrics_token  # for the node, never on argv
     load_app(app_path)
     worker_settings = _lazy("rexec.settings", "WorkerSettings", "the worker runtime")
     run_node = _lazy("rexec.node", "run_node", "the worker runtime")
@@ -813,6 +1082,7 @@ def worker(
         acquisition=acquisition,
         strategy=dict(strategy),
         metrics_port=metrics_port,
+        metrics_host=metrics_host,
     )
     click.get_current_context().exit(int(run_node(settings)))
 

@@ -20,6 +20,15 @@ from rexec.errors import ConfigurationError
 from rexec.settings import WorkerSettings
 
 
+def node_command(settings: WorkerSettings) -> tuple[list[str], dict[str, str]]:
+    """The command line and extra environment of one ``python -m rexec.node``. The Redis
+    URL, which may hold a password, goes in ``REXEC_REDIS_URL``, never on the command
+    line (``ps`` shows every user the command lines of every process)."""
+    fields = dataclasses.asdict(dataclasses.replace(settings, redis_url=None))
+    env = {"REXEC_REDIS_URL": settings.redis_url} if settings.redis_url else {}
+    return [sys.executable, "-m", "rexec.node", orjson.dumps(fields).decode()], env
+
+
 class LocalCluster:
     def __init__(self, settings: WorkerSettings, nodes: int, env: dict[str, str] | None = None):
         self.settings = settings
@@ -30,17 +39,15 @@ class LocalCluster:
 
     def start(self) -> LocalCluster:
         for index in range(self.nodes):
-            fields = dataclasses.asdict(
-                dataclasses.replace(self.settings, node_id=f"node{index + 1}")
-            )
+            argv, env = node_command(dataclasses.replace(self.settings, node_id=f"node{index + 1}"))
             log = open(self.log_dir / f"node{index + 1}.log", "wb")  # noqa: SIM115
             self._procs.append(
                 subprocess.Popen(
-                    [sys.executable, "-m", "rexec.node", orjson.dumps(fields).decode()],
+                    argv,
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     stdin=subprocess.DEVNULL,
-                    env=self.env,
+                    env={**self.env, **env},
                     start_new_session=True,  # Ctrl-C reaches us; we stop the nodes
                 )
             )

@@ -179,6 +179,11 @@ class Scenario:
             if console is not None:
                 with Live(self._render(), console=console, refresh_per_second=8) as live:
                     self._drive(lambda: live.update(self._render()))
+                    # Workers flush their last counts as they stop: the final frame
+                    # shows the final counters, not those of the last flush before.
+                    self.cluster.stop()
+                    self.phase = "done"
+                    live.update(self._render(), refresh=True)
             else:
                 self._drive(lambda: None)
         finally:

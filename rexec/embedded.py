@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import stat
 import subprocess
 import time
 from pathlib import Path
@@ -39,6 +40,45 @@ def socket_path() -> Path:
     return path
 
 
+def private_dir(path: Path) -> Path:
+    """Creates ``path`` (mode 0700) or checks the one there: a directory of this user,
+    not a symlink, and closed to others (tightened to 0700 if it is not). Refuses a
+    folder someone else owns, such as a ``/tmp`` name another user created first."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        path.mkdir(mode=0o700)
+    info = os.lstat(path)
+    if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
+        raise ConfigurationError(f"refusing to use {path} for the embedded Redis: not a directory")
+    if info.st_uid != os.getuid():
+        raise ConfigurationError(
+            f"refusing to use {path} for the embedded Redis: it belongs to uid {info.st_uid},"
+            f" not to this user (uid {os.getuid()}); remove it or set REXEC_HOME"
+        )
+    if stat.S_IMODE(info.st_mode) & 0o077:
+        os.chmod(path, 0o700)
+    return path
+
+
+def _tighten(data: Path) -> None:
+    """Makes the files an older rexec left in the state folder private (0600/0700)."""
+    for root, dirs, files in os.walk(data):
+        for name in dirs:
+            with contextlib.suppress(OSError):
+                os.chmod(os.path.join(root, name), 0o700)
+        for name in files:
+            full = os.path.join(root, name)
+            with contextlib.suppress(OSError):
+                if not os.path.islink(full) and not stat.S_ISSOCK(os.lstat(full).st_mode):
+                    os.chmod(full, 0o600)
+
+
+def running_server_url() -> str | None:
+    """The URL of the embedded Redis if it is running; never starts it."""
+    sock = socket_path()
+    return f"unix://{sock}" if _answers(sock) else None
+
+
 def _answers(path: Path) -> bool:
     if not path.exists():
         return False
@@ -57,10 +97,11 @@ def shared_server_url(timeout_s: float = 10.0) -> str:
     url = f"unix://{sock}"
     if _answers(sock):
         return url
-    data = state_dir()
-    data.mkdir(parents=True, exist_ok=True)
-    sock.parent.mkdir(parents=True, exist_ok=True)
-    with open(data / "start.lock", "w") as lock:
+    data = private_dir(state_dir())
+    private_dir(sock.parent)
+    _tighten(data)
+    fd = os.open(data / "start.lock", os.O_WRONLY | os.O_CREAT, 0o600)
+    with open(fd, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # two commands starting at once start one server
         if _answers(sock):
             return url
@@ -105,6 +146,7 @@ def _daemonize(binary: str, sock: Path, data: Path) -> None:
         check=True,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        umask=0o077,  # its append-only files, log and pid file: this user only
     )  # fmt: skip
 
 

@@ -43,6 +43,9 @@ SCRIPT_KEY_NAMES: tuple[str, ...] = (
     "pvals",
     "suspended_pis",
     "future",
+
+    @property
+    "instance_jobs",
 )
 
 
@@ -188,6 +191,15 @@ class Keys:
     @property
     def future(self) -> str:
         return self.prefix + "future"
+
+    @property
+    def instance_jobs(self) -> str:
+        return self.prefix + "instance_jobs"
+
+    @property
+    def series(self) -> str:
+        """Hash of the cockpit's time series (rexec/timeseries.py); no script uses it."""
+        return self.prefix + "series"
 
     @property
     def wake_channel(self) -> str:

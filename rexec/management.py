@@ -29,6 +29,9 @@ from rexec.rules import describe_rule
 from rexec.status import Status, raise_for_status
 from rexec.store import Store, check_job_id, check_process_instance_id
 
+HISTORY_PAGE = 1000
+HISTORY_SEARCH_MAX = 200_000
+
 
 @dataclass(frozen=True, slots=True)
 class JobDefinitionInfo:
@@ -86,6 +89,20 @@ def _info(
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+def _history_entry(entry_id: bytes | str, fields: dict[bytes, bytes]) -> dict[str, object]:
+    values = {_text(k): _text(v) for k, v in fields.items()}
+    return {
+        "id": values["id"],
+        "type": values["type"],
+        "priority": priority_from_key(values["priority_key"]),
+        "process_instance_id": values["pi"] or None,
+        "due_ms": int(values["due"]),
+        "outcome": values["outcome"],
+        "finished_ms": int(_text(entry_id).split("-")[0]),
+        "error": values.get("error") or None,
+    }
 
 
 class Management:
@@ -196,10 +213,12 @@ class Management:
         type: str | None = None,
         limit: int = 100,
         offset: int = 0,
+        process_instance_id: str | None = None,
     ) -> list[Job]:
         """Jobs in one state (or all), in the order that state is kept: ready and
         suspended by priority, scheduled by due time, locked by lock expiry,
-        incidents by time."""
+        incidents by time. With ``process_instance_id``: that instance's jobs (read
+        through its index), oldest first."""
         if isinstance(limit, bool) or not isinstance(limit, int) or not 0 <= limit <= 10_000:
             raise ValidationError(f"limit must be 0..10000, got {limit!r}")
         if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
@@ -221,6 +240,14 @@ class Management:
                 raise ValidationError(
                     f"unknown state {state!r}; one of {', '.join(s.value for s in JobState)}"
                 ) from None
+        if process_instance_id is not None:
+            wanted = {s.value for s in states}
+            mine = [
+                job
+                for job in self.instance_jobs(process_instance_id)
+                if job.state.value in wanted and (type is None or job.type == type)
+            ]
+            return mine[offset : offset + limit]
         found: list[Job] = []
         skip = offset
         page = max(10, min(500, limit + offset))
@@ -311,27 +338,76 @@ class Management:
             start += page
 
     def history(self, limit: int = 100) -> list[dict[str, object]]:
-        """The last finished jobs, newest first (empty unless the app keeps a history)."""
+        """The last outcomes (completed, failed, incident, deleted), newest first (empty
+        unless the app keeps a history)."""
         if isinstance(limit, bool) or not isinstance(limit, int) or not 0 < limit <= 10_000:
             raise ValidationError(f"limit must be 1..10000, got {limit!r}")
         entries: list[tuple[bytes, dict[bytes, bytes]]] = self.client.xrevrange(  # type: ignore[assignment]
             self.keys.history, count=limit
         )
+        return [_history_entry(entry_id, fields) for entry_id, fields in entries]
+
+    def job_history(
+        self, job_id: str, *, max_entries: int = HISTORY_SEARCH_MAX
+    ) -> list[dict[str, object]]:
+        """The history entries of one job, newest first: read newest first, at most
+        ``max_entries`` of the history (it is capped by the app's history_max_len)."""
+        check_job_id(job_id)
         found: list[dict[str, object]] = []
-        for entry_id, fields in entries:
-            values = {_text(k): _text(v) for k, v in fields.items()}
-            found.append(
-                {
-                    "id": values["id"],
-                    "type": values["type"],
-                    "priority": priority_from_key(values["priority_key"]),
-                    "process_instance_id": values["pi"] or None,
-                    "due_ms": int(values["due"]),
-                    "outcome": values["outcome"],
-                    "finished_ms": int(_text(entry_id).split("-")[0]),
-                }
+        high = "+"
+        seen = 0
+        while seen < max_entries:
+            entries: list[tuple[bytes, dict[bytes, bytes]]] = self.client.xrevrange(  # type: ignore[assignment]
+                self.keys.history, max=high, count=HISTORY_PAGE
             )
+            if high != "+":
+                entries = entries[1:]  # the entry the previous page ended on
+            if not entries:
+                break
+            seen += len(entries)
+            for entry_id, fields in entries:
+                if fields.get(b"id") == job_id.encode():
+                    found.append(_history_entry(entry_id, fields))
+            high = _text(entries[-1][0])
         return found
+
+    def instance_job_ids(self, process_instance_id: str) -> list[str]:
+        """The ids of a process instance's jobs, oldest first, read from its index (a lex
+        range: O(log N + its jobs), whatever the number of other jobs)."""
+        check_process_instance_id(process_instance_id)
+        prefix = process_instance_id.encode() + b"|"
+        members: list[bytes] = self.client.zrangebylex(  # type: ignore[assignment]
+            self.keys.instance_jobs, b"[" + prefix, b"[" + prefix + b"\xff"
+        )
+        return sorted((_text(m[len(prefix) :]) for m in members), key=int)
+
+    def instance_jobs(self, process_instance_id: str) -> list[Job]:
+        """A process instance's jobs, oldest first."""
+        ids = self.instance_job_ids(process_instance_id)
+        return [
+            job for i in range(0, len(ids), 500) for job in self.store.get_jobs(ids[i : i + 500])
+        ]
+
+    def job_ids(self, state: JobState | str, type: str | None = None) -> list[str]:
+        """The ids of every job in one state (of one type), read in pages."""
+        return [job.id for job in self._iter_state(JobState(state), type, 500)]
+
+    def retry_incidents(self, job_type: str, retries: int) -> int:
+        """Gives every incident of ``job_type`` ``retries`` retries (resolving them);
+        returns how many were resolved."""
+        check_type(job_type)
+        ids = self.job_ids(JobState.INCIDENT, job_type)
+        return sum(
+            self._changed(self.store.set_retries(ids[i : i + 500], retries))
+            for i in range(0, len(ids), 500)
+        )
+
+    def delete_jobs(self, job_ids: list[str]) -> int:
+        """Deletes jobs in chunks; returns how many existed."""
+        return sum(
+            self._changed(self.store.delete(job_ids[i : i + 500]))
+            for i in range(0, len(job_ids), 500)
+        )
 
     def job_definitions(self) -> list[JobDefinitionInfo]:
         """Every job type: deployed, with jobs, or with operator state."""

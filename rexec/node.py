@@ -46,7 +46,8 @@ class Node:
         from rexec.prometheus import serve_metrics
 
         app = load_app(self.settings)
-        server = serve_metrics(app, port, node=self.node_id)
+        # ops13: loopback unless --metrics-host (then a token from REXEC_METRICS_TOKEN)
+        server = serve_metrics(app, port, host=self.settings.metrics_host, node=self.node_id)
         log.info("node %s: Prometheus metrics on port %d", self.node_id, server.port)
 
     def _start(self, index: int) -> None:

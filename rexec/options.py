@@ -39,3 +39,26 @@ def namespace_option(*, from_app: bool = False) -> Decorator:
         show_envvar=True,
         help="Namespace of the jobs.",
     )
+
+
+def target_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``--app``, ``--namespace`` and ``--redis-url`` of an operator command, resolved
+    by rexec.target in one order (no envvar here: the environment comes after --app)."""
+    fn = click.option(
+        "--redis-url",
+        default=None,
+        help="Redis URL; default: the app's, else $REXEC_REDIS_URL, else the embedded"
+        " Redis if it is running.",
+    )(fn)
+    fn = click.option(
+        "--namespace",
+        default=None,
+        help="Namespace of the jobs; default: the app's, else $REXEC_NAMESPACE, else 'default'.",
+    )(fn)
+    return click.option(
+        "--app",
+        "app_path",
+        metavar="MODULE:APP",
+        default=None,
+        help="Read the Redis and namespace of this rexec.App; default: $REXEC_APP.",
+    )(fn)

@@ -23,7 +23,10 @@ What is exported, every sample labelled with ``namespace``:
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
 import logging
+import os
 import re
 import threading
 from collections import defaultdict
@@ -41,13 +44,15 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from rexec.errors import RexecError
+from rexec.errors import ConfigurationError, RexecError
 from rexec.metrics import COUNTERS, LATENCY_BUCKETS_MS, cluster_stats, live_workers
 
 if TYPE_CHECKING:
     from rexec.app import App
 
 log = logging.getLogger(__name__)
+
+METRICS_TOKEN_ENV = "REXEC_METRICS_TOKEN"
 
 # Histograms the workers record as bucket counters, and what each measures.
 HISTOGRAMS: dict[str, str] = {
@@ -292,10 +297,14 @@ def render_metrics(
 class MetricsServer(threading.Thread):
     """A daemon thread serving ``GET /metrics`` over HTTP; :meth:`stop` ends it."""
 
-    def __init__(self, app: App, host: str, port: int, node: str | None) -> None:
+    def __init__(
+        self, app: App, host: str, port: int, node: str | None, token: str | None = None
+    ) -> None:
         super().__init__(name=f"rexec-metrics-{port}", daemon=True)
+        check_exposure(host, token)
         self.app = app
         self.node = node
+        self.token = token.encode() if token else None
         handler = _handler_for(self)
         self.server = ThreadingHTTPServer((host, port), handler)
         self.server.daemon_threads = True
@@ -315,6 +324,13 @@ def _handler_for(owner: MetricsServer) -> type[BaseHTTPRequestHandler]:
             if self.path.split("?", 1)[0] not in ("/metrics", "/"):
                 self._reply(404, b"not found: try /metrics\n", "text/plain; charset=utf-8")
                 return
+            if owner.token is not None:
+                scheme, _, given = self.headers.get("Authorization", "").partition(" ")
+                if scheme.lower() != "bearer" or not hmac.compare_digest(
+                    given.strip().encode(), owner.token
+                ):
+                    self._reply(401, b"send 'Authorization: Bearer <token>'\n", "text/plain")
+                    return
             try:
                 body = render_metrics(owner.app, node=owner.node)
             except (RexecError, redis.RedisError) as exc:
@@ -336,12 +352,39 @@ def _handler_for(owner: MetricsServer) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+def is_loopback(host: str) -> bool:
+    """Whether binding to ``host`` keeps a server on this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_exposure(host: str, token: str | None) -> None:
+    """The cockpit's rule: anything but loopback needs a token."""
+    if not is_loopback(host) and not token:
+        raise ConfigurationError(
+            f"serving metrics on {host} would open them to other machines: give a token"
+            f" ({METRICS_TOKEN_ENV}; scrapers send 'Authorization: Bearer <token>')"
+        )
+
+
 def serve_metrics(
-    app: App, port: int, *, host: str = "0.0.0.0", node: str | None = None
+    app: App,
+    port: int,
+    *,
+    host: str = "127.0.0.1",
+    node: str | None = None,
+    token: str | None = None,
 ) -> MetricsServer:
     """Starts serving the metrics of ``app``'s namespace on ``host:port`` (``port`` 0:
     any free port, see ``.port``) in a daemon thread, and returns the thread. ``node``
-    limits the counters and workers to that node's, for ``rexec worker --metrics-port``."""
-    server = MetricsServer(app, host, port, node)
+    limits the counters and workers to that node's, for ``rexec worker --metrics-port``.
+    Loopback by default; another host needs a bearer ``token`` (default: the
+    ``REXEC_METRICS_TOKEN`` environment variable, so it never shows on a command line)."""
+    token = token or os.environ.get(METRICS_TOKEN_ENV) or None
+    server = MetricsServer(app, host, port, node, token)
     server.start()
     return server

@@ -622,7 +622,18 @@ class Store:
         owner = _owner_of([job])
         text = error_text(error, details)
         reply: list[Any] = self._run(  # type: ignore[assignment]
-            "fail", [self.keys.wake_channel, owner, job.id, job.revision, text, consumed, delay]
+            "fail",
+            [
+                self.keys.wake_channel,
+                owner,
+                job.id,
+                job.revision,
+                text,
+                consumed,
+                delay,
+                self.history_max_len,
+                self.history_ttl_ms,
+            ],
         )
         status, state = reply
         raise_for_status(int(status), job.id)

@@ -35,6 +35,7 @@ import orjson
 import redis
 
 from rexec import metrics as m
+from rexec import timeseries
 from rexec.acquisition import (
     EXECUTION_SATURATION_WAIT_MS,
     AcquisitionCycle,
@@ -685,6 +686,7 @@ class Worker:
             self._info["idle_level"], self._info["backoff_level"] = levels
             pipe.hset(self.keys.workers, self.id, orjson.dumps(self._info))
         pipe.execute()
+        timeseries.record(self.store)  # ops13: the cockpit's charts (once per 10 s cluster-wide)
 
     def _announce(self) -> None:
         with contextlib.suppress(redis.RedisError):

@@ -17,7 +17,7 @@ from click.testing import CliRunner, Result
 import rexec.app
 import rexec.cli
 from rexec import App, JobState
-from rexec.cli import main
+from rexec.cli import main, when
 from rexec.store import NewJob
 
 Run = Callable[..., Result]
@@ -41,10 +41,10 @@ def app(fake_server: fakeredis.FakeServer, namespace: str) -> Iterator[App]:
 def run(fake_server: fakeredis.FakeServer, namespace: str) -> Run:
     runner = CliRunner(env={"COLUMNS": "200", "REXEC_REDIS_URL": None, "REXEC_NAMESPACE": None})
 
-    def invoke(*args: str, connect: bool = True) -> Result:
+    def invoke(*args: str, connect: bool = True, input: str | None = None) -> Result:
         extra = ["--redis-url", "redis://fake", "--namespace", namespace] if connect else []
         at = args.index("--") if "--" in args else len(args)
-        return runner.invoke(main, [*args[:at], *extra, *args[at:]])
+        return runner.invoke(main, [*args[:at], *extra, *args[at:]], input=input)
 
     return invoke
 
@@ -414,7 +414,17 @@ class TestWorker:
                 "base_num_jobs": 7,
             },
             "metrics_port": None,
+            "metrics_host": "127.0.0.1",
         }
+
+    def test_metrics_beyond_loopback_need_a_token(self, run: Run) -> None:
+        out = failed(
+            run("worker", "m:app", "--metrics-port", "0", "--metrics-host", "0.0.0.0"),
+            2,
+            "error:",
+            "--metrics-token",
+        )
+        assert "REXEC_METRICS_TOKEN" in out
 
     def test_bad_worker_options(self, run: Run) -> None:
         failed(run("worker", "m:app", "--types", "ok,bad type"), 2, "job type must be")
@@ -535,3 +545,109 @@ class TestDefinitions:
         assert [i.type for i in app.management.job_definitions()] == ["typo"]
         ok(run("priority", "override", "later", "3", "--force"))
         assert app.management.get_job(app.enqueue("later")).priority == 3  # type: ignore[union-attr]
+
+
+class TestOperability:
+    """Process instances, bulk actions, history of every outcome, one error style."""
+
+    def test_instance_start_show_set_end(self, run: Run, app: App) -> None:
+        pi = ok(run("instance", "start", '{"order": 7}', "--priority", "-3")).strip()
+        job_id = ok(run("enqueue", "ship", "--process-instance", pi)).strip()
+        app.enqueue("other")  # not the instance's
+        shown = as_json(run("instance", "show", pi, "--json"))
+        assert shown["variables"] == {"order": 7} and shown["priority"] == -3
+        assert [job["id"] for job in shown["jobs"]] == [job_id]
+        assert "ship" in ok(run("instance", "show", pi))
+        assert "revision 1" in ok(run("instance", "set", pi, '{"paid": true}'))
+        assert app.get_variables(pi) == {"order": 7, "paid": True}
+        listed = as_json(run("jobs", "--process-instance", pi, "--json"))
+        assert [job["id"] for job in listed] == [job_id]
+        assert as_json(run("jobs", "--process-instance", pi, "--state", "locked", "--json")) == []
+        assert "ended" in ok(run("instance", "end", pi))
+        failed(run("instance", "end", pi), 1, "error: no process instance")
+        failed(run("instance", "show", pi), 1, "error: no process instance")
+        failed(run("instance", "set", "p999", '{"a": 1}'), 1, "no process instance")
+        failed(run("instance", "start", "[1, 2]"), 2, "error:", "JSON object")
+
+    def test_bulk_retries_of_incidents(self, run: Run, app: App) -> None:
+        incidents = [make_incident(app, "flaky") for _ in range(3)]
+        other = make_incident(app, "steady")
+        out = failed(run("retries", "--type", "flaky", "--incidents", "2"), 1, "3 jobs")
+        assert "aborted" in out  # no answer: nothing done
+        assert app.management.counts()["incident"] == 4
+        result = run("retries", "--type", "flaky", "--incidents", "2", input="y\n")
+        assert "3 incidents of flaky resolved" in ok(result)
+        for job_id in incidents:
+            job = app.management.get_job(job_id)
+            assert job is not None and job.retries == 2 and job.state is JobState.READY
+        steady = app.management.get_job(other)
+        assert steady is not None and steady.state is JobState.INCIDENT
+        again = run("retries", "--type", "flaky", "--incidents", "2", "--yes")
+        assert "nothing to do: 0 jobs" in ok(again)
+
+    def test_bulk_delete_by_type_and_state(self, run: Run, app: App) -> None:
+        doomed = [app.enqueue("old") for _ in range(4)]
+        kept = app.enqueue("old", delay_ms=60_000)
+        other = app.enqueue("new")
+        result = run("delete", "--type", "old", "--state", "ready", input="n\n")
+        assert result.exit_code == 1 and app.management.counts()["total"] == 6
+        assert "4 jobs deleted" in ok(run("delete", "--type", "old", "--state", "ready", "--yes"))
+        assert all(app.management.get_job(j) is None for j in doomed)
+        assert app.management.get_job(kept) is not None
+        assert app.management.get_job(other) is not None
+        failed(run("delete", "--type", "old"), 2, "error:", "--state")
+        failed(run("delete", "5", "--state", "ready"), 2, "error:")
+
+    def test_negative_and_malformed_numbers(self, run: Run, app: App) -> None:
+        job_id = app.enqueue("t")
+        failed(run("retries", job_id, "-1"), 2, "error:", "must be 0 or more, got -1")
+        failed(run("retries", job_id, "x"), 2, "error:", "whole number")
+        failed(run("retries", "--type", "t", "--incidents", "-4"), 2, "0 or more")
+        failed(run("retries", "--type", "t", "--incidents", "0"), 2, "at least 1")
+
+    def test_one_error_style(self, run: Run) -> None:
+        for args in (("enqueue", "t", "--prio", "5"), ("jobs", "--state", "nope"), ("job", "x")):
+            err = run(*args).stderr
+            assert err.splitlines()[-1].startswith("error: ") or any(
+                line.startswith("error: ") for line in err.splitlines()
+            ), err
+            assert "Error:" not in err
+
+    def test_history_of_every_outcome_and_job_falls_back_to_it(
+        self, run: Run, app: App, namespace: str
+    ) -> None:
+        from rexec.store import Store
+
+        kept = Store(app.client, namespace, history_max_len=100)
+        done = app.enqueue("a")
+        (job,) = kept.acquire_jobs("w", 1, lock_ms=5000).jobs
+        kept.complete(job)
+        flaky = app.enqueue("b", retries=2)
+        for _ in range(2):
+            (job,) = kept.acquire_jobs("w", 1, lock_ms=5000).jobs
+            kept.fail(job, "boom")
+        gone = app.enqueue("c")
+        ok(run("delete", gone))
+        entries = as_json(run("history", "--json"))
+        assert [(e["id"], e["outcome"]) for e in entries] == [
+            (gone, "deleted"),
+            (flaky, "incident"),
+            (flaky, "failed"),
+            (done, "completed"),
+        ]
+        assert entries[1]["error"] == "boom"
+        table = ok(run("history"))
+        assert str(entries[0]["finished_ms"]) not in table  # times are formatted
+        assert when(entries[0]["finished_ms"]) in table
+        assert "no longer queued: completed" in ok(run("job", done))
+        data = as_json(run("job", gone, "--json"))
+        assert data["queued"] is False and data["history"][0]["outcome"] == "deleted"
+        failed(run("job", "999999"), 1, "not in the history")
+
+    def test_stats_are_sorted(self, run: Run, app: App, namespace: str) -> None:
+        app.client.hset(f"rexec:{{{namespace}}}:metrics", "w1|zzz-custom", 1)
+        app.client.hset(f"rexec:{{{namespace}}}:metrics", "w1|aaa-custom", 1)
+        rows = [line.split()[1] for line in ok(run("stats")).splitlines() if "│" in line]
+        names = [row for row in rows if row not in ("counter",)]
+        assert names == sorted(names)
+        assert list(as_json(run("stats", "--json"))) == sorted(as_json(run("stats", "--json")))

@@ -514,3 +514,121 @@ def test_types_show_deployment_and_conflict(api: TestClient, rapp: App) -> None:
     assert "one:app" in types["mail"]["conflict"] and types["mail"]["priority_rule"] == "2"
     assert not types["adhoc"]["deployed"] and types["adhoc"]["conflict"] == ""
     refused(api.post("/api/types/typo/suspend", json={}), 404, "typo")
+# -- deep pages, the process-instance index, out-of-range numbers --------------------------
+
+
+@pytest.fixture(scope="module")
+def deep(redis_server: Any) -> Iterator[tuple[App, dict[str, Any]]]:
+    """6,500 jobs of three types and mixed priorities (plus scheduled jobs, incidents
+    and a process instance), enqueued once for the tests below."""
+    import uuid
+
+    with App(redis_server.url, namespace="deep" + uuid.uuid4().hex[:8]) as app:
+        pi = app.start_process_instance({"order": 1})
+        specs = [
+            {"type": ("mail", "ship", "bill")[i % 3], "priority": (i * 7919) % 97, "payload": i}
+            for i in range(6_500)
+        ]
+        ready = app.enqueue_many(specs)
+        later = app.enqueue_many([{"type": "mail", "delay_ms": 3_600_000 + i} for i in range(600)])
+        mine = app.enqueue_many([{"type": "ship", "process_instance_id": pi}] * 3)
+        with TestClient(create_app(app)) as client:
+            yield app, {"client": client, "ready": ready, "later": later, "pi": pi, "mine": mine}
+
+
+def walk(client: TestClient, limit: int, **params: Any) -> list[dict[str, Any]]:
+    """Every page, following the 'next' cursors."""
+    found: list[dict[str, Any]] = []
+    after = None
+    for _ in range(1_000):
+        query = {**params, "limit": limit, **({"after": after} if after else {})}
+        page = ok(client.get("/api/jobs", params=query))
+        found += page["jobs"]
+        after = page["next"]
+        assert page["more"] == (after is not None)
+        if after is None:
+            return found
+    raise AssertionError("the pages never ended")
+
+
+def test_keyset_pages_reach_every_job_at_any_depth(deep: tuple[App, dict[str, Any]]) -> None:
+    app, d = deep
+    client = d["client"]
+    jobs = walk(client, 500, state="ready")
+    assert len(jobs) == 6_503
+    keys = [(-j["priority"], j["due_ms"], int(j["id"])) for j in jobs]
+    assert keys == sorted(keys)  # queue order, across job types, page after page
+    assert len({j["id"] for j in jobs}) == 6_503
+    # the same jobs as Management lists (it lists type by type; the cockpit merges)
+    expected = [j["id"] for j in jobs]
+    assert set(expected) == {j.id for j in app.management.jobs(state="ready", limit=10_000)}
+    # offsets past 5,000 work too (they used to say "no more" at 4,950)
+    page = ok(client.get("/api/jobs", params={"state": "ready", "offset": 6_450, "limit": 50}))
+    assert [j["id"] for j in page["jobs"]] == expected[6_450:6_500]
+    assert page["more"] is True and page["total"] == 6_503
+    # one type, every state, and a priority range: filtered pages stay exact
+    ship = walk(client, 400, state="all", type="ship")
+    assert len(ship) == sum(1 for i in range(6_500) if i % 3 == 1) + 3
+    assert {j["type"] for j in ship} == {"ship"}
+    high = walk(client, 300, state="ready", priority_min=90)
+    assert high and all(j["priority"] >= 90 for j in high)
+    assert len(high) == sum(1 for j in jobs if j["priority"] >= 90)
+    later = walk(client, 250, state="scheduled")
+    assert [j["id"] for j in later] == d["later"]
+
+
+def test_keyset_cursors_survive_changes_and_reject_garbage(
+    deep: tuple[App, dict[str, Any]],
+) -> None:
+    app, d = deep
+    client = d["client"]
+    first = ok(client.get("/api/jobs", params={"state": "scheduled", "limit": 10}))
+    cursor = first["next"]
+    last_id = first["jobs"][-1]["id"]
+    app.management.delete_job(last_id)  # the cursor's own job goes
+    try:
+        second = ok(client.get("/api/jobs", params={"state": "scheduled", "after": cursor}))
+        assert second["jobs"][0]["id"] == d["later"][10]
+    finally:
+        app.enqueue("mail", delay_ms=7_200_000)  # keeps the count of scheduled jobs
+    for bad in ("zz", "r:nothex", "d:x:y", "x" * 400, "l:"):
+        if bad == "l:":
+            refused(client.get("/api/jobs", params={"state": "ready", "after": bad}), 400, "for")
+        else:
+            refused(client.get("/api/jobs", params={"after": bad}), 400, "cursor")
+    refused(client.get("/api/jobs", params={"after": cursor, "offset": 5}), 400, "not both")
+    refused(client.get("/api/jobs", params={"after": cursor, "sort": "id"}), 400, "queue order")
+
+
+def test_process_instance_view_reads_its_index_not_every_job(
+    deep: tuple[App, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app, d = deep
+
+    def no_scans(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the process-instance view scanned the job records")
+
+    monkeypatch.setattr(type(app.store), "scan_job_ids", no_scans)
+    view = ok(d["client"].get(f"/api/process-instances/{d['pi']}"))
+    assert [j["id"] for j in view["jobs"]] == d["mine"]
+    listed = ok(d["client"].get("/api/jobs", params={"process_instance": d["pi"]}))
+    assert sorted(j["id"] for j in listed["jobs"]) == d["mine"]
+
+
+@pytest.mark.parametrize(
+    ("value", "words"),
+    [
+        (1e23, "out of range"),
+        ("100000000000000000000000", "out of range"),
+        (2**63, "out of range"),
+        (-(2**63) - 1, "out of range"),
+        ("1e23", "must be an integer"),
+        (1.5, "must be an integer"),
+    ],
+)
+def test_out_of_range_numbers_say_so(api: TestClient, rapp: App, value: Any, words: str) -> None:
+    job_id = rapp.enqueue("mail")
+    message = refused(api.put(f"/api/jobs/{job_id}/priority", json={"priority": value}), 400)
+    assert words in message and "priority" in message
+    refused(api.get("/api/jobs", params={"limit": "9" * 30}), 400, "out of range")
+    refused(api.get("/api/jobs", params={"limit": "501"}), 400, "limit must be 1..500")

@@ -213,3 +213,75 @@ def test_the_page_asks_once_for_the_token(rapp: App, page: Page) -> None:
         page.reload()  # the browser kept the token: no question this time
         page.wait_for_selector(f'#jobs-table tr[data-job-id="{job_id}"]')
         assert not page.locator("#dialog").is_visible()
+
+
+def test_charts_render_with_data_and_pages_go_past_5000_jobs(
+    cockpit_url: tuple[str, App], page: Page, tmp_path: Path
+) -> None:
+    from rexec import timeseries
+    from rexec.metrics import WorkerMetrics
+
+    url, app = cockpit_url
+    ids = app.enqueue_many(
+        [{"type": ("mail", "ship")[i % 2], "priority": i % 7} for i in range(6_200)]
+    )
+    # A few steps of history, as workers record them: completions, counts and latency.
+    now = app.store.time_ms()
+    start = now - 5 * timeseries.STEP_MS
+    for step in range(6):
+        done = app.enqueue_many([{"type": "report"}] * (10 * (step + 1)))
+        for job in app.store.acquire_jobs("node-1.0.1", len(done), types=["report"]).jobs:
+            app.store.complete(job)
+        metrics = WorkerMetrics("node-1.0.1")
+        metrics.add("job-successful", len(done))
+        for _ in done:
+            metrics.pickup_latency(4 + step)
+        pipe = app.client.pipeline()
+        metrics.flush(pipe, app.store.keys)
+        pipe.execute()
+        assert timeseries.record(app.store, start + step * timeseries.STEP_MS)
+
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(url)
+    page.locator('.tabs button[data-tab="charts"]').click()
+    for box in ("throughput", "depth", "latency", "nodes"):
+        # attached, not "visible": a flat line has an empty bounding box
+        page.wait_for_selector(f"#chart-{box} svg.chart path.series", state="attached")
+    report = page.locator('#chart-throughput path.series[data-series="report"]')
+    assert report.count() == 1
+    assert report.get_attribute("d").count("L") >= 3  # a line through several samples
+    assert int(page.locator("#chart-depth svg.chart").get_attribute("data-points") or 0) >= 6
+    page.screenshot(path=str(tmp_path / "cockpit-charts.png"))
+
+    # Page through the queue, 500 at a time, past the 5,000th job.
+    page.locator('.tabs button[data-tab="jobs"]').click()
+    page.select_option("#page-size", "500")
+    expected = [j.id for j in app.management.jobs(state="ready", type=None, limit=10_000)]
+    for n in range(11):
+        page.wait_for_function(
+            "n => document.querySelector('#page-info').textContent.startsWith(n)",
+            arg=f"{n * 500 + 1:,}\u2013",
+        )
+        if n < 10:
+            page.locator("#next").click()
+    shown = queue_ids(page)
+    assert len(shown) == 500  # jobs 5,001-5,500 of 6,200
+    assert set(shown) <= set(ids) and set(shown) <= set(expected)
+
+    def at(text: str) -> None:
+        page.wait_for_function(
+            "t => document.querySelector('#page-info').textContent.startsWith(t)", arg=text
+        )
+
+    for text in ("5,501\u20136,000", "6,001\u20136,200"):
+        assert page.locator("#next").is_enabled()
+        page.locator("#next").click()
+        at(text)
+    assert page.locator("#next").is_disabled()
+    assert len(queue_ids(page)) == 200
+    for text in ("5,501\u20136,000", "5,001\u20135,500"):
+        page.locator("#prev").click()
+        at(text)
+    assert queue_ids(page) == shown
+    assert errors == []

@@ -51,6 +51,7 @@ SHOP_KEYS = {
     "pvals": "rexec:{shop}:pvals",
     "suspended_pis": "rexec:{shop}:suspended_pis",
     "future": "rexec:{shop}:future",
+    "instance_jobs": "rexec:{shop}:instance_jobs",
 }
 
 SHOP_SCRIPT_KEYS = [
@@ -83,6 +84,7 @@ SHOP_SCRIPT_KEYS = [
     "rexec:{shop}:pvals",
     "rexec:{shop}:suspended_pis",
     "rexec:{shop}:future",
+    "rexec:{shop}:instance_jobs",
 ]
 
 valid_namespaces = st.text(
@@ -134,7 +136,13 @@ def test_every_public_property_is_pinned() -> None:
         for name, value in vars(Keys).items()
         if isinstance(value, property) and name not in ("prefix", "script_keys")
     }
-    assert properties == {*SHOP_KEYS, "wake_channel"}
+    assert properties == {*SHOP_KEYS, "wake_channel", "series"}
+
+
+def test_series_key() -> None:
+    """The cockpit's time series: plain commands only, so not among the script keys."""
+    assert Keys("shop").series == "rexec:{shop}:series"
+    assert "series" not in SCRIPT_KEY_NAMES
 
 
 def test_lua_keys_table_follows_script_key_order() -> None:

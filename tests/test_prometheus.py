@@ -12,6 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
 from rexec import App
+from rexec.errors import ConfigurationError
 from rexec.metrics import WorkerMetrics
 from rexec.prometheus import node_of, parse_bucket, render_metrics, serve_metrics
 
@@ -180,6 +181,32 @@ def test_serve_metrics_answers_scrapes(rapp: App) -> None:
         server.stop()
         server.join(5)
     assert not server.is_alive()
+
+
+def test_metrics_stay_on_loopback_unless_a_token_guards_them(
+    rapp: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("REXEC_METRICS_TOKEN", raising=False)
+    with pytest.raises(ConfigurationError, match="token"):
+        serve_metrics(rapp, 0, host="0.0.0.0")
+    server = serve_metrics(rapp, 0)  # loopback by default
+    try:
+        assert server.server.server_address[0] == "127.0.0.1"
+    finally:
+        server.stop()
+    monkeypatch.setenv("REXEC_METRICS_TOKEN", "s3cret")
+    server = serve_metrics(rapp, 0, host="0.0.0.0")
+    try:
+        url = f"http://127.0.0.1:{server.port}/metrics"
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(url, timeout=10)
+        assert refused.value.code == 401
+        refused.value.close()
+        request = urllib.request.Request(url, headers={"Authorization": "Bearer s3cret"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert response.status == 200
+    finally:
+        server.stop()
 
 
 def test_serve_metrics_says_503_when_redis_is_down(namespace: str) -> None:

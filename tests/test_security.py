@@ -10,6 +10,7 @@ certificates.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import re
@@ -23,7 +24,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote, urlsplit
 
 import orjson
 import pytest
@@ -78,6 +79,7 @@ PYTHON_COMMANDS = frozenset(
         "subscribe",  # the wake-up channel
         "time",
         "ping",
+        "exists",  # the CLI: does the namespace hold anything?
         "type",  # the checker: key types
         "get",  # ... and seq, raised in a transaction
         "set",
@@ -264,7 +266,10 @@ def test_app_enqueues_acquires_and_completes(clean_namespace: Secured) -> None:
 
 def cli(url: str, *args: str) -> tuple[int, str]:
     result = CliRunner().invoke(main, [*args, "--redis-url", url, "--namespace", NAMESPACE])
-    return result.exit_code, result.output
+    # Commands say on stderr which Redis they read: never with its password.
+    password = urlsplit(url).password
+    assert not password or unquote(password) not in result.stderr
+    return result.exit_code, result.stdout if result.exit_code == 0 else result.stderr
 
 
 @pytest.mark.slow
@@ -382,8 +387,9 @@ def test_wrong_password_is_a_clear_authentication_error(
         app.enqueue("work")
     code, output = cli(url, "counts")
     assert code == 1
-    assert output.startswith("error: ") and message in output
-    assert len(output.strip().splitlines()) == 1
+    assert output.splitlines()[-1].startswith("error: ") and message in output
+    errors = [line for line in output.strip().splitlines() if not line.startswith("reading ")]
+    assert len(errors) == 1  # the one error line (after the line naming the Redis read)
 
 
 @pytest.mark.slow
@@ -560,3 +566,56 @@ def test_a_node_with_wrong_credentials_stops_at_once_and_says_why(
     )  # fmt: skip
     assert result.returncode == 1
     assert "refused the credentials" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_node_command_keeps_the_password_off_the_command_line() -> None:
+    from rexec.cluster import node_command
+    from rexec.settings import WorkerSettings
+
+    url = f"redis://:{quote(ADMIN_PASSWORD, safe='')}@127.0.0.1:6399/0"
+    argv, env = node_command(WorkerSettings(app_path="rexec.scenario:app", redis_url=url))
+    assert quote(ADMIN_PASSWORD, safe="") not in " ".join(argv)
+    assert "6399" not in " ".join(argv)
+    assert env == {"REXEC_REDIS_URL": url}
+
+
+@pytest.mark.slow
+def test_local_cluster_nodes_get_the_password_through_the_environment(
+    auth_server: RedisServer,
+) -> None:
+    from rexec.cluster import LocalCluster
+    from rexec.settings import WorkerSettings
+
+    secret = quote(ADMIN_PASSWORD, safe="")
+    url = f"redis://:{secret}@127.0.0.1:{auth_server.port}/0"
+    namespace = f"cl{os.getpid()}"
+    settings = WorkerSettings(
+        app_path="tests.apps.recording:app", redis_url=url, namespace=namespace, processes=1
+    )
+    with App(url, namespace=namespace) as app:
+        job_id = app.enqueue("work", {})
+        with LocalCluster(settings, nodes=1) as cluster:
+            deadline = time.monotonic() + 60
+            while app.management.get_job(job_id) is not None:
+                cluster.check_alive()
+                assert time.monotonic() < deadline, "the node never ran the job"
+                time.sleep(0.1)
+            pids = [str(p.pid) for p in cluster._procs]
+            pids += [
+                entry
+                for entry in os.listdir("/proc")
+                if entry.isdigit() and _parent_of(entry) in pids
+            ]
+            for pid in pids:
+                with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+                    cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+                    assert secret.encode() not in cmdline
+                    assert ADMIN_PASSWORD.encode() not in cmdline
+
+
+def _parent_of(pid: str) -> str:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    return stat.rsplit(")", 1)[1].split()[1]

@@ -17,6 +17,7 @@ from rexec import (
     ValidationError,
 )
 from rexec.retry import RetryCycle
+from rexec.status import Status
 from rexec.store import NewJob, Store
 
 
@@ -662,10 +663,13 @@ class TestHistory:
         leftovers = [
             k
             for k in client.scan_iter(match=f"rexec:{{{app.namespace}}}:*")
-            if not k.endswith((b":seq", b":types"))
+            if not k.endswith((b":seq", b":types", b":counters"))
         ]
         assert leftovers == []
         assert app.management.history() == []
+        # Outcomes are counted per type (for the cockpit's throughput): one field per
+        # type and outcome, however many jobs complete.
+        assert client.hgetall(app.store.keys.counters) == {b"completed|a": b"1"}
 
     def test_history_keeps_finished_jobs_within_its_cap(
         self, client: redis.Redis, namespace: str
@@ -732,3 +736,74 @@ def test_counts_by_type_agree_with_every_jobs_state(app: App) -> None:
         assert by_type[job_type]["total"] == sum(states.values())
     assert sum(t["total"] for t in by_type.values()) == m.counts()["total"]
     assert m.process_instance(pi) == {"id": pi, "revision": 0, "priority": 3, "variables": {"v": 1}}
+
+
+class TestInstanceIndex:
+    """Each process instance's jobs are read through an index kept by the scripts."""
+
+    def test_index_follows_jobs_in_and_out(self, client: redis.Redis, namespace: str) -> None:
+        from rexec.context import JobContext
+
+        app = App.with_client(client, namespace=namespace)
+        pi, other = app.start_process_instance(), app.start_process_instance()
+        a = app.enqueue("a", process_instance_id=pi)
+        b = app.enqueue("b", process_instance_id=pi, exclusive=False)
+        c = app.enqueue("c", process_instance_id=pi, delay_ms=60_000)
+        app.enqueue("x", process_instance_id=other)
+        app.enqueue("free")
+        management = app.management
+        assert management.instance_job_ids(pi) == [a, b, c]
+        # a follow-up created by a commit joins the index; the committed job leaves it
+        (job,) = app.store.acquire_jobs("w", 1, lock_ms=5000, types=["a"]).jobs
+        ctx = JobContext(job, app, "w")
+        ctx.enqueue("d")
+        app.store.commit(job, ctx.effects())
+        ids = management.instance_job_ids(pi)
+        assert a not in ids and len(ids) == 3 and ids[:2] == [b, c]
+        (job,) = app.store.acquire_jobs("w", 1, lock_ms=5000, types=["b"]).jobs
+        app.store.complete(job)
+        management.delete_job(c)
+        assert [job.type for job in management.instance_jobs(pi)] == ["d"]
+        assert management.jobs(process_instance_id=pi, state="ready")[0].type == "d"
+        assert management.jobs(process_instance_id=pi, state="locked") == []
+        assert [j.type for j in management.instance_jobs(other)] == ["x"]
+
+    def test_outcomes_are_counted_per_type(self, client: redis.Redis, namespace: str) -> None:
+        app = App.with_client(client, namespace=namespace)
+        app.enqueue("a")
+        app.enqueue("b", retries=1)
+        gone = app.enqueue("c")
+        for job in app.store.acquire_jobs("w", 10, lock_ms=5000).jobs:
+            if job.type == "a":
+                app.store.complete(job)
+            elif job.type == "b":
+                app.store.fail(job, "no")
+        app.management.delete_job(gone)
+        counters = {k.decode(): int(v) for k, v in client.hgetall(app.store.keys.counters).items()}
+        assert counters["completed|a"] == 1
+        assert counters["incident|b"] == 1
+        assert counters["deleted|c"] == 1
+
+    def test_variables_set_from_outside_bump_the_revision(
+        self, client: redis.Redis, namespace: str
+    ) -> None:
+        from rexec.context import JobContext
+        from rexec.errors import OptimisticLockingError
+
+        app = App.with_client(client, namespace=namespace)
+        pi = app.start_process_instance({"a": 1}, priority=5)
+        app.enqueue("t", process_instance_id=pi)
+        (job,) = app.store.acquire_jobs("w", 1, lock_ms=5000).jobs
+        ctx = JobContext(job, app, "w")
+        ctx.set_variable("b", 2)
+        effects = ctx.effects()  # read at revision 0
+        assert app.set_variables(pi, {"c": 3}) == 1
+        assert app.get_variables(pi) == {"a": 1, "c": 3}
+        assert app.management.process_instance(pi)["priority"] == 5  # kept
+        with pytest.raises(OptimisticLockingError):
+            app.store.commit(job, effects)  # the handler's view is stale: it reruns
+        assert app.store.set_variables(pi, 0, b"\x80", "") == Status.VARIABLES_CHANGED  # stale
+        with pytest.raises(ProcessInstanceNotFoundError):
+            app.set_variables("p999999", {"x": 1})
+        with pytest.raises(ValidationError):
+            app.set_variables(pi, {1: "not a name"})  # type: ignore[dict-item]

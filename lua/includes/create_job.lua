@@ -4,6 +4,7 @@
 -- @include resolve_new
 -- @include due_from_spec
 -- @include count_new_jobs
+-- @include index_instance_job
 -- Creates one job from its creation fields {type, pk, due, retries, exclusive, pi,
 -- payload} (as enqueue takes them), resolved against the store (resolve_new; callers
 -- check a missing Python rule first, so it falls through here). Returns its id and the
@@ -16,5 +17,6 @@ local function create_job(f, now)
   count_new_jobs(j.t, 1)
   redis.call('HSET', K.jobs, id, encode_job(j))
   if f[7] ~= '' then redis.call('HSET', K.payloads, id, f[7]) end
+  index_instance_job(id, j)
   return id, j
 end

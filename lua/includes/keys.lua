@@ -31,4 +31,5 @@ local K = {
   pvals = KEYS[27],          -- hash  pi -> plain forms of its scalar variables (rules read them)
   suspended_pis = KEYS[28],  -- set   suspended process instances
   future = KEYS[29],         -- zset  lex, the scheduled jobs as in ready (see next_candidates)
+  instance_jobs = KEYS[30],  -- zset  lex, member "pi|id": the jobs of each process instance
 }

@@ -18,6 +18,7 @@ cannot be reached. Redis calls run in a thread pool, never on the event loop.
     POST   /api/types/{type}/suspend | /activate  {"include_jobs": true}
     GET    /api/process-instances/{id}                 variables and jobs
     GET    /api/cluster                                nodes, workers, counters and rates
+    GET    /api/series                                 the last hour, for the charts
     GET    /metrics                                    Prometheus text format
 """
 
@@ -37,6 +38,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from rexec import timeseries
 from rexec.app import App
 from rexec.cockpit.queries import (
     ClusterView,
@@ -60,8 +62,19 @@ from rexec.job import JobState
 from rexec.prometheus import render_metrics
 
 INTEGER_RE = re.compile(r"^[+-]?\d{1,20}$")
+LONG_INTEGER_RE = re.compile(r"^[+-]?\d{21,400}$")
 JOB_QUERY_PARAMS = frozenset(
-    {"state", "type", "process_instance", "priority_min", "priority_max", "sort", "limit", "offset"}
+    {
+        "state",
+        "type",
+        "process_instance",
+        "priority_min",
+        "priority_max",
+        "sort",
+        "limit",
+        "offset",
+        "after",
+    }
 )
 
 
@@ -107,13 +120,32 @@ class Cockpit:
 # -- input -----------------------------------------------------------------------------------
 
 
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
 def integer(value: object, name: str) -> int:
-    """An integer given as a JSON number or a decimal string; nothing else."""
+    """An integer given as a JSON number or a decimal string; nothing else. A whole
+    number beyond 64 bits (``1e+23``, 30 digits) is said to be out of range, not
+    "not an integer"."""
     if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if isinstance(value, str) and INTEGER_RE.match(value.strip()):
-        return int(value.strip())
-    raise ValidationError(f"{name} must be an integer, got {value!r}")
+        number = value
+    elif isinstance(value, str) and (
+        INTEGER_RE.match(value.strip()) or LONG_INTEGER_RE.match(value.strip())
+    ):
+        number = int(value.strip())
+    elif isinstance(value, float) and value.is_integer() and abs(value) >= 2**63:
+        # JSON numbers beyond 64 bits arrive as floats (1e23, or -2**63 - 1 rounded)
+        raise ValidationError(
+            f"{name} is out of range: it must be from {INT64_MIN} to {INT64_MAX}, got {value:.3e}"
+        )
+    else:
+        raise ValidationError(f"{name} must be an integer, got {value!r}")
+    if not INT64_MIN <= number <= INT64_MAX:
+        shown = f"{number:.3e}" if len(str(abs(number))) > 24 else str(number)
+        raise ValidationError(
+            f"{name} is out of range: it must be from {INT64_MIN} to {INT64_MAX}, got {shown}"
+        )
+    return number
 
 
 def boolean(value: object, name: str) -> bool:
@@ -176,6 +208,7 @@ def job_query(params: Mapping[str, str]) -> JobQuery:
         sort=text("sort") or "queue",
         limit=50 if limit is None else limit,
         offset=0 if offset is None else offset,
+        after=text("after"),
     )
 
 
@@ -244,6 +277,7 @@ def api_routes(cockpit: Cockpit) -> list[BaseRoute]:
                 "jobs": [job_summary(job) for job in page.jobs],
                 "total": total,
                 "more": page.more,
+                "next": page.next,
                 "truncated": page.truncated,
                 "offset": query.offset,
                 "limit": query.limit,
@@ -355,6 +389,9 @@ def api_routes(cockpit: Cockpit) -> list[BaseRoute]:
             )
         )
 
+    async def series(request: Request) -> Response:
+        return JSON(await run_in_threadpool(timeseries.read, app.store))
+
     async def cluster(request: Request) -> Response:
         return JSON(await run_in_threadpool(cockpit.cluster.snapshot))
 
@@ -382,6 +419,7 @@ def api_routes(cockpit: Cockpit) -> list[BaseRoute]:
         Route(type_path + "/activate", type_suspension(False), methods=["POST"]),
         Route("/api/process-instances/{pi}", instance),
         Route("/api/cluster", cluster),
+        Route("/api/series", series),
         Route("/metrics", metrics),
     ]
 

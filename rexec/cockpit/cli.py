@@ -5,33 +5,21 @@ Imports nothing heavy until the command runs, so ``rexec --help`` stays fast.
 
 from __future__ import annotations
 
-import ipaddress
-
 import click
 
-from rexec.options import APP_URL_HELP, namespace_option, redis_url_option
+from rexec.options import target_options
 
 TOKEN_ENV = "REXEC_COCKPIT_TOKEN"
 
 
 def is_loopback(host: str) -> bool:
     """Whether binding to ``host`` keeps the cockpit on this machine."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
+    from rexec.prometheus import is_loopback as loopback
+
+    return loopback(host)
 
 
 @click.command("cockpit")
-@click.option(
-    "--app",
-    "app_path",
-    metavar="MODULE:APP",
-    help="The rexec.App to operate on (module:attribute); default: an App on"
-    " --redis-url and --namespace.",
-)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option(
     "--port", type=click.IntRange(0, 65535), default=8080, show_default=True, help="Port to bind."
@@ -42,8 +30,7 @@ def is_loopback(host: str) -> bool:
     show_envvar=True,
     help="Bearer token the API requires; needed to bind to anything but loopback.",
 )
-@namespace_option(from_app=True)
-@redis_url_option(APP_URL_HELP)
+@target_options
 @click.option("--access-log", is_flag=True, help="Log every HTTP request.")
 def cockpit_command(
     *,
@@ -56,9 +43,7 @@ def cockpit_command(
     access_log: bool,
 ) -> None:
     """Serve the cockpit: a web UI and JSON API to watch and operate on jobs."""
-    from rexec.app import App
-    from rexec.cli import load_app
-    from rexec.store import Store
+    from rexec.target import resolve, tell_target
 
     token = token or None
     if not is_loopback(host) and token is None:
@@ -72,16 +57,9 @@ def cockpit_command(
         from rexec.cockpit.app import LOOPBACK_HOSTS, create_app
     except ImportError as exc:  # pragma: no cover - they are dependencies of rexec
         raise click.ClickException(f"the cockpit needs starlette and uvicorn: {exc}") from exc
-    if app_path is not None:
-        app = load_app(app_path)
-        if redis_url:
-            app.redis_url = redis_url
-        if namespace:
-            Store.validate_namespace(namespace)
-            app.namespace = namespace
-    else:
-        app = App(redis_url, namespace=namespace)
-    with app:
+    target = resolve(redis_url, namespace, app_path)
+    tell_target(target)
+    with target.app as app:
         app.store.time_ms()  # fails now, clearly, if Redis cannot be reached
         allowed = None if token else {*LOOPBACK_HOSTS, host}
         asgi = create_app(app, token=token, allowed_hosts=allowed)

@@ -3,9 +3,9 @@
 Management lists the jobs of one state (and type) in the order that state keeps them.
 On top of that this module lists jobs with more filters (process instance, priority
 range) and other orders, counts jobs by type, shows a process instance, and turns the
-workers' ever-growing counters into rates. What the public API cannot answer cheaply —
-counts by type, the jobs of one process instance — it answers by walking the job records
-in chunks (``Store.scan_job_ids``), bounded and cached so polling browsers cost little.
+workers' ever-growing counters into rates. Queue order pages by keyset
+(:mod:`rexec.paging`), so any depth costs one page; a process instance's jobs come from
+its index. Counts by type are cached so polling browsers cost little.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import defaultdict, deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +25,7 @@ from rexec.codec import check_priority, check_type, unpack
 from rexec.errors import PayloadError, ValidationError
 from rexec.job import Job, JobState
 from rexec.metrics import COUNTERS, cluster_stats, live_workers
+from rexec.paging import JobPager, parse_cursor
 from rexec.prometheus import by_node, histogram_buckets
 from rexec.store import check_process_instance_id
 
@@ -151,6 +152,7 @@ class JobQuery:
     sort: str = "queue"
     limit: int = 50
     offset: int = 0
+    after: str | None = None  # a keyset cursor (queue order): the page after it
 
     def __post_init__(self) -> None:
         if self.type is not None:
@@ -175,6 +177,12 @@ class JobQuery:
             raise ValidationError(f"limit must be 1..{MAX_LIMIT}, got {self.limit}")
         if not 0 <= self.offset <= MAX_OFFSET:
             raise ValidationError(f"offset must be 0..{MAX_OFFSET}, got {self.offset}")
+        if self.after is not None:
+            if self.sort != "queue" or self.process_instance_id is not None:
+                raise ValidationError("'after' pages in queue order, without process_instance")
+            if self.offset:
+                raise ValidationError("give 'after' or 'offset', not both")
+            parse_cursor(self.after)
 
     def matches(self, job: Job) -> bool:
         return (
@@ -195,6 +203,7 @@ class JobPage:
     total: int | None  # None: more than were read
     more: bool  # jobs after this page
     truncated: bool  # sorted among the first SORT_WINDOW jobs of some state only
+    next: str | None = None  # the cursor of the next page (queue order)
 
 
 def _acquisition_key(job: Job) -> tuple[int, int, int]:
@@ -232,17 +241,23 @@ class JobLister:
     Each state is read through ``Management.jobs`` in the order it keeps; ready and
     suspended jobs, kept per type, are read type by type and merged. In its own order a
     source is read only as far as the page needs; for another sort, up to SORT_WINDOW
-    jobs of it are read and sorted. A process instance's jobs are found by walking the
-    job records (there is no index by process instance in the public API).
+    jobs of it are read and sorted. Queue order pages by keyset (any depth), and a
+    process instance's jobs are read through its index.
     """
 
     def __init__(self, app: App) -> None:
         self.app = app
 
+    def pager(self) -> JobPager:
+        return JobPager(self.app.store, self._types)
+
     def find(self, query: JobQuery) -> JobPage:
         if query.process_instance_id is not None:
-            matching = (job for job in scan_jobs(self.app, query.type) if query.matches(job))
+            mine = self.app.management.instance_jobs(query.process_instance_id)
+            matching = [job for job in mine if query.matches(job)]
             return self._page(query, list(enumerate(matching)), exhausted=True)
+        if query.sort == "queue":
+            return self._keyset(query)
         need = query.offset + query.limit + 1
         states = [query.state] if query.state is not None else list(STATE_ORDER)
         items: list[tuple[int, Job]] = []
@@ -275,6 +290,23 @@ class JobLister:
         more = len(items) > query.offset + query.limit
         return JobPage(page, len(items) if exhausted else None, more, truncated)
 
+    def _keyset(self, query: JobQuery) -> JobPage:
+        """Queue order, by keyset: any depth costs one page (an offset, for old clients,
+        is walked page by page to its start)."""
+        pager = self.pager()
+        filtered = query.priority_min is not None or query.priority_max is not None
+        keep = query.matches if filtered else None
+        after = query.after
+        skip = query.offset
+        while skip:
+            step = min(skip, MAX_LIMIT)
+            skipped, after = pager.page(query.state, query.type, after, step, keep)
+            skip -= len(skipped)
+            if after is None:
+                return JobPage([], None, False, False)
+        jobs, after = pager.page(query.state, query.type, after, query.limit, keep)
+        return JobPage(jobs, None, after is not None, False, after)
+
     def _types(self) -> list[str]:
         return [info.type for info in self.app.management.job_definitions()]
 
@@ -294,15 +326,6 @@ class JobLister:
             if len(found) >= want or complete or limit >= SORT_WINDOW:
                 return found[:want], complete and len(found) <= want
             limit = min(SORT_WINDOW, limit * 4)
-
-
-def scan_jobs(app: App, job_type: str | None = None) -> Iterator[Job]:
-    """Every job (of one type), chunk by chunk, each once."""
-    seen: set[str] = set()
-    for ids in app.store.scan_job_ids(job_type):
-        fresh = [job_id for job_id in ids if job_id not in seen]
-        seen.update(fresh)
-        yield from app.store.get_jobs(fresh)
 
 
 # -- counts by job type ------------------------------------------------------------------------

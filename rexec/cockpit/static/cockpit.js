@@ -9,8 +9,11 @@ const INTEGER = /^[+-]?\d{1,20}$/;
 
 const view = {
   filters: { state: "ready", type: "", process_instance: "", priority_min: "", priority_max: "", sort: "queue" },
-  offset: 0,
+  offset: 0, // jobs before this page (shown as "51–100 of ...")
   limit: 50,
+  after: null, // queue order pages by cursor: the cursor of this page
+  cursors: [], // the cursors of the pages before (for "previous")
+  next: null,
   tab: "jobs",
   paused: false,
   drawer: null, // {kind: "job" | "pi", id}
@@ -412,7 +415,11 @@ function jobsQuery() {
   const params = new URLSearchParams();
   for (const [name, value] of Object.entries(view.filters)) if (value) params.set(name, value);
   params.set("limit", view.limit);
-  params.set("offset", view.offset);
+  if (view.filters.sort === "queue" && !view.filters.process_instance) {
+    if (view.after) params.set("after", view.after); // keyset: any depth costs one page
+  } else {
+    params.set("offset", view.offset);
+  }
   return params.toString();
 }
 
@@ -445,11 +452,38 @@ function renderJobs(data) {
   $("#page-info").textContent = `${fmtNumber(first)}–${fmtNumber(last)} of ${of}${data.truncated ? " (sorted among the first 5,000 per state)" : ""}`;
   $("#prev").disabled = view.offset === 0;
   $("#next").disabled = !data.more;
+  view.next = data.next ?? null;
+}
+
+function resetPaging() {
+  view.offset = 0;
+  view.after = null;
+  view.cursors = [];
+  view.next = null;
+}
+
+function nextPage() {
+  if (view.filters.sort === "queue" && !view.filters.process_instance) {
+    if (!view.next) return;
+    view.cursors.push(view.after);
+    view.after = view.next;
+  }
+  view.offset += view.limit;
+  refresh();
+}
+
+function previousPage() {
+  if (view.filters.sort === "queue" && !view.filters.process_instance) {
+    view.after = view.cursors.length ? view.cursors.pop() : null;
+  }
+  view.offset = Math.max(0, view.offset - view.limit);
+  if (view.offset === 0) resetPaging();
+  refresh();
 }
 
 function setFilters(changes) {
   Object.assign(view.filters, changes);
-  view.offset = 0;
+  resetPaging();
   const form = $("#filters");
   for (const [name, value] of Object.entries(view.filters)) {
     const field = form.elements.namedItem(name);
@@ -604,6 +638,91 @@ function renderCluster(data) {
   }
 }
 
+// -- rendering: charts ---------------------------------------------------------------------------
+
+const SVG_NS = "http://www.w3.org/2000/svg";
+const PALETTE = ["#2f5fd0", "#1f8a4c", "#c62828", "#9a5b00", "#7b3fb5", "#0f8a8a", "#c2185b", "#5a6b8c"];
+const STATE_COLORS = { ready: "#1f8a4c", scheduled: "#5a6b8c", locked: "#9a5b00", suspended: "#7a7f88", incident: "#c62828" };
+
+function svg(tag, attrs = {}, ...children) {
+  const node = document.createElementNS(SVG_NS, tag);
+  for (const [name, value] of Object.entries(attrs)) node.setAttribute(name, value);
+  for (const child of children) node.append(child);
+  return node;
+}
+
+function fmtAxis(value, unit) {
+  if (value >= 1000) return `${fmtNumber(Math.round(value))}${unit}`;
+  return `${Number(value.toFixed(value < 10 ? 2 : 1))}${unit}`;
+}
+
+// A line chart of several series over the same times; null points are gaps.
+function lineChart(times, series, { unit = "", colors = {} } = {}) {
+  const names = Object.keys(series);
+  const points = names.flatMap((name) => series[name].filter((v) => v !== null));
+  if (!points.length) {
+    return h("p", { class: "muted chart-empty" }, "No samples yet: running workers record one every 10 seconds.");
+  }
+  const width = 640, height = 200, left = 56, right = 8, top = 8, bottom = 22;
+  const max = Math.max(...points) * 1.1 || 1;
+  const x = (i) => left + (i * (width - left - right)) / Math.max(1, times.length - 1);
+  const y = (v) => top + (height - top - bottom) * (1 - v / max);
+  const chart = svg("svg", { class: "chart", viewBox: `0 0 ${width} ${height}`, role: "img", "data-points": String(points.length) });
+  for (const fraction of [0, 0.5, 1]) {
+    const value = max * fraction;
+    chart.append(svg("line", { x1: left, x2: width - right, y1: y(value), y2: y(value), class: "grid-line" }));
+    chart.append(svg("text", { x: left - 6, y: y(value) + 4, class: "axis", "text-anchor": "end" }, fmtAxis(value, unit)));
+  }
+  const span = times.length ? (times[times.length - 1] - times[0]) / 60000 : 0;
+  chart.append(svg("text", { x: left, y: height - 4, class: "axis" }, `${Math.round(span)} min ago`));
+  chart.append(svg("text", { x: width - right, y: height - 4, class: "axis", "text-anchor": "end" }, "now"));
+  const legend = [];
+  names.forEach((name, index) => {
+    const color = colors[name] ?? PALETTE[index % PALETTE.length];
+    let d = "";
+    let pen = false;
+    series[name].forEach((v, i) => {
+      if (v === null) { pen = false; return; }
+      d += `${pen ? "L" : "M"}${x(i).toFixed(1)} ${y(v).toFixed(1)} `;
+      pen = true;
+    });
+    if (d) chart.append(svg("path", { d, class: "series", stroke: color, "data-series": name }));
+    const last = [...series[name]].reverse().find((v) => v !== null);
+    legend.push(h("span", { class: "legend-item" }, h("i", { style: `background: ${color}` }), `${name} `,
+      h("b", {}, last === undefined ? "–" : fmtAxis(last, unit))));
+  });
+  return h("div", {}, chart, h("div", { class: "legend" }, ...legend));
+}
+
+// Charts start at the first sample (at least 5 minutes back), so a young series is legible.
+function sinceFirstSample(data) {
+  const groups = [data.throughput_per_s, data.depth, data.pickup_latency_ms, data.node_rates_per_s];
+  let first = data.times_ms.length;
+  for (const group of groups) {
+    for (const points of Object.values(group)) {
+      const i = points.findIndex((v) => v !== null);
+      if (i >= 0) first = Math.min(first, i);
+    }
+  }
+  const from = Math.max(0, Math.min(first, data.times_ms.length - 30));
+  const cut = (group) => Object.fromEntries(Object.entries(group).map(([k, v]) => [k, v.slice(from)]));
+  return {
+    times: data.times_ms.slice(from),
+    throughput: cut(data.throughput_per_s),
+    depth: cut(data.depth),
+    latency: cut(data.pickup_latency_ms),
+    nodes: cut(data.node_rates_per_s),
+  };
+}
+
+function renderCharts(data) {
+  const c = sinceFirstSample(data);
+  $("#chart-throughput").replaceChildren(lineChart(c.times, c.throughput, { unit: "/s" }));
+  $("#chart-depth").replaceChildren(lineChart(c.times, c.depth, { colors: STATE_COLORS }));
+  $("#chart-latency").replaceChildren(lineChart(c.times, c.latency, { unit: " ms" }));
+  $("#chart-nodes").replaceChildren(lineChart(c.times, c.nodes, { unit: "/s" }));
+}
+
 // -- the poll loop ---------------------------------------------------------------------------
 
 // At most one refresh runs and one waits: a refresh asked for during another (after an
@@ -625,10 +744,12 @@ async function load() {
   try {
     const requests = [api("GET", "/api/overview"), api("GET", `/api/jobs?${jobsQuery()}`)];
     if (view.tab === "cluster") requests.push(api("GET", "/api/cluster"));
-    const [overview, jobs, cluster] = await Promise.all(requests);
+    if (view.tab === "charts") requests.push(api("GET", "/api/series"));
+    const [overview, jobs, extra] = await Promise.all(requests);
     renderOverview(overview);
     renderJobs(jobs);
-    if (cluster) renderCluster(cluster);
+    if (view.tab === "cluster" && extra) renderCluster(extra);
+    if (view.tab === "charts" && extra) renderCharts(extra);
     await refreshDrawer();
     $("#error-bar").hidden = true;
     const live = $("#live");
@@ -656,6 +777,7 @@ function showTab(tab) {
   for (const b of document.querySelectorAll(".tabs button")) b.classList.toggle("active", b.dataset.tab === tab);
   $("#tab-jobs").hidden = tab !== "jobs";
   $("#tab-cluster").hidden = tab !== "cluster";
+  $("#tab-charts").hidden = tab !== "charts";
 }
 
 function init() {
@@ -672,8 +794,9 @@ function init() {
     e.preventDefault();
     setFilters({ state: "ready", type: "", process_instance: "", priority_min: "", priority_max: "", sort: "queue" });
   });
-  $("#prev").addEventListener("click", () => { view.offset = Math.max(0, view.offset - view.limit); refresh(); });
-  $("#next").addEventListener("click", () => { view.offset += view.limit; refresh(); });
+  $("#prev").addEventListener("click", previousPage);
+  $("#next").addEventListener("click", nextPage);
+  $("#page-size").addEventListener("change", (e) => { view.limit = Number(e.target.value); resetPaging(); refresh(); });
   $("#show-incidents").addEventListener("click", () => setFilters({ state: "incident", type: "", process_instance: "" }));
   $("#drawer-close").addEventListener("click", closeDrawer);
   document.addEventListener("keydown", (e) => { if (e.key === "Escape" && !dialogOpen) closeDrawer(); });

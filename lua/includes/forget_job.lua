@@ -1,0 +1,6 @@
+-- What every job that leaves (completed, deleted) takes with it besides its record:
+-- its entry in the process instance's index, and a count of its outcome by type.
+local function forget_job(id, j, outcome)
+  if j.pi ~= '' then redis.call('ZREM', K.instance_jobs, j.pi .. '|' .. id) end
+  redis.call('HINCRBY', K.counters, outcome .. '|' .. j.t, 1)
+end
