@@ -43,8 +43,6 @@ SCRIPT_KEY_NAMES: tuple[str, ...] = (
     "pvals",
     "suspended_pis",
     "future",
-
-    @property
     "instance_jobs",
 )
 

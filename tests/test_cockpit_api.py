@@ -514,6 +514,8 @@ def test_types_show_deployment_and_conflict(api: TestClient, rapp: App) -> None:
     assert "one:app" in types["mail"]["conflict"] and types["mail"]["priority_rule"] == "2"
     assert not types["adhoc"]["deployed"] and types["adhoc"]["conflict"] == ""
     refused(api.post("/api/types/typo/suspend", json={}), 404, "typo")
+
+
 # -- deep pages, the process-instance index, out-of-range numbers --------------------------
 
 
