@@ -47,7 +47,7 @@ def test_acquiring_9000_plain_jobs_in_one_call_loses_none(store: Store) -> None:
 
 def test_90_instances_of_100_exclusive_jobs_in_one_call(store: Store) -> None:
     """Was: the same unpack failure with 90 batches of 100 (a worker with --max-jobs 90)."""
-    pis = store.start_process_instances([(b"\x80", None)] * 90)
+    pis = store.start_process_instances([(b"\x80", None, "")] * 90)
     jobs = [NewJob("x", process_instance_id=pi) for pi in pis for _ in range(100)]
     store.enqueue(jobs, chunk=5000)
     acquired = store.acquire_jobs("w", 9000, lock_ms=60_000)
@@ -62,7 +62,7 @@ def test_90_instances_of_100_exclusive_jobs_in_one_call(store: Store) -> None:
 
 def test_n_counts_jobs_and_bounds_an_exclusive_batch(store: Store) -> None:
     """Was: n counted batches, so acquire(1) could lock 100 jobs."""
-    first, second = store.start_process_instances([(b"\x80", None)] * 2)
+    first, second = store.start_process_instances([(b"\x80", None, "")] * 2)
     store.enqueue([NewJob("x", process_instance_id=first, priority=5) for _ in range(10)])
     store.enqueue([NewJob("x", process_instance_id=second, priority=4) for _ in range(10)])
     store.enqueue([NewJob("plain", exclusive=False, priority=3) for _ in range(5)])
@@ -87,7 +87,7 @@ def test_n_counts_jobs_and_bounds_an_exclusive_batch(store: Store) -> None:
 def test_a_batch_of_a_large_instance_leaves_its_other_jobs_in_place(store: Store) -> None:
     """Was: a batch read the instance's whole pijobs range, acquire parked up to 10,000
     of its jobs, and the release put every one of them back (O(backlog) per batch)."""
-    (pi,) = store.start_process_instances([(b"\x80", None)])
+    (pi,) = store.start_process_instances([(b"\x80", None, "")])
     store.enqueue([NewJob("x", process_instance_id=pi) for _ in range(1000)])
     acquired = store.acquire_jobs("w", 100, lock_ms=60_000)
     assert [len(batch) for batch in acquired.batches] == [100]
@@ -107,7 +107,7 @@ def test_a_batch_of_a_large_instance_leaves_its_other_jobs_in_place(store: Store
 
 
 def test_jobs_parked_by_acquisition_come_back_in_order(store: Store) -> None:
-    (pi,) = store.start_process_instances([(b"\x80", None)])
+    (pi,) = store.start_process_instances([(b"\x80", None, "")])
     early = store.enqueue([NewJob("x", process_instance_id=pi) for _ in range(3)])
     plain = store.enqueue([NewJob("y", exclusive=False, priority=-1)])
     holder = store.acquire_jobs("w", 1, lock_ms=60_000).jobs  # locks the instance
@@ -457,7 +457,7 @@ def test_every_script_takes_argument_lists_far_beyond_luas_limits(app: App) -> N
         args += NewJob("big", exclusive=False).script_args()
     first = int(run("enqueue", args))
     ids = [str(first + i) for i in range(BIG)]
-    (pi,) = store.start_process_instances([(b"\x80", None)])
+    (pi,) = store.start_process_instances([(b"\x80", None, "")])
     ran.add("start_process")
     store.enqueue([NewJob("ex", process_instance_id=pi) for _ in range(BIG)], chunk=BIG)
     # acquire: 12,000 plain jobs, under a filter of 10,000 more types
