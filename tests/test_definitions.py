@@ -554,3 +554,24 @@ class TestStrictDueOrder:
         store.enqueue([NewJob("t", due_ms=now + 100)] * 3000)
         wait_until(store, now + 150)
         assert store.acquire_jobs("w", 5).jobs[0].id == job_id
+
+
+class TestWorkerWiring:
+    def test_worker_acquires_its_apps_types_and_filters_wakeups(self, producer: App) -> None:
+        from rexec.settings import WorkerSettings
+        from rexec.worker import Worker
+
+        producer.job("a")(noop)
+        producer.job("b")(noop)
+        worker = Worker(producer, WorkerSettings(app_path="m:app", priority_min=0))
+        assert worker.options.types == ("a", "b")
+        narrowed = Worker(producer, WorkerSettings(app_path="m:app", types=("b",)))
+        assert narrowed.options.types == ("b",)
+        message = {"type": "message", "data": f"a|{priority_key(3)}".encode()}
+        assert worker._is_wakeup(message)
+        assert not narrowed._is_wakeup(message)
+        assert not worker._is_wakeup({"type": "message", "data": f"a|{priority_key(-1)}"})
+        assert narrowed._is_wakeup({"type": "message", "data": b"1"})
+        assert not worker._is_wakeup({"type": "subscribe", "data": 1})
+        with pytest.raises(ConfigurationError):
+            Worker(producer, WorkerSettings(app_path="m:app", types=("zz",)))
