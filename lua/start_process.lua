@@ -8,8 +8,11 @@ Reply: the process instance id
 -- @include keys
 -- @include num
 
-if string.find(ARGV[1], '|', 1, true) or string.find(ARGV[3] or '', '|', 1, true) then
-  return redis.error_reply('REXEC:BAD_ARGUMENT priority rule or plain forms')
+local own = ARGV[1]
+if string.find(own, '|', 1, true) or string.find(ARGV[3] or '', '|', 1, true)
+  or not (own == '' or string.match(own, '^%x%x%x%x%x%x%x%x%x%x%x%x%x%x%x%x$')
+          or string.match(own, '^v:%x+:%x+')) then
+  return redis.error_reply('REXEC:BAD_ARGUMENT priority key, rule or plain forms ' .. own)
 end
 if ARGV[2] == nil then return redis.error_reply('REXEC:BAD_ARGUMENT start_process needs its variables') end
 local pi = 'p' .. num(redis.call('INCR', K.seq))
