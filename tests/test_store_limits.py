@@ -547,3 +547,20 @@ def test_every_script_takes_argument_lists_far_beyond_luas_limits(
     assert drained == left
     assert client.hlen(keys.jobs) == 0
     assert_clean(store)
+
+
+def test_a_job_parked_before_the_parked_index_is_found_and_refiled(store: Store) -> None:
+    """Data written before `parked` existed: a parked job in pijobs only would never come
+    back on release; the checker finds it and the repair files it into parked."""
+    from rexec.check import repair
+
+    (pi,) = store.start_process_instances([(b"\x80", None)])
+    store.enqueue([NewJob("x", process_instance_id=pi)])
+    holder = acquire_one(store)
+    (late,) = store.enqueue([NewJob("x", process_instance_id=pi)])
+    store.client.delete(store.keys.parked)  # as the old scripts left it
+    assert [(str(v.kind), v.job_id) for v in check(store)] == [("job-misfiled", late)]
+    repair(store)
+    assert_clean(store)
+    store.complete(holder)
+    assert [job.id for job in store.acquire_jobs("w", 10, lock_ms=60_000).jobs] == [late]
