@@ -454,7 +454,9 @@ class Store:
         types: Iterable[str] | None = None,
         options: AcquireOptions | None = None,
     ) -> AcquiredJobs:
-        """Locks up to ``max_jobs`` batches for ``owner`` in one atomic call."""
+        """Locks up to ``max_jobs`` jobs (as Camunda's LIMIT counts them) for ``owner`` in
+        one atomic call, as batches: a plain job alone, or exclusive jobs of one process
+        instance together (at most the exclusive cap, and what is left of ``max_jobs``)."""
         if options is None:
             options = AcquireOptions(
                 lock_ms=lock_ms,
