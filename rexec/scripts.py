@@ -40,6 +40,7 @@ SCRIPT_NAMES = (
     "check_repair",
     "check_pilocks",
     "check_joins",
+    "check_instances",
 )
 
 
