@@ -60,7 +60,7 @@ from rexec.store import Store
 
 DEFAULT_CHUNK = 500
 REPAIR_PASSES = 3
-CHECK_SCRIPTS = ("check_read", "check_repair", "check_pilocks", "check_joins")
+CHECK_SCRIPTS = ("check_read", "check_repair", "check_pilocks", "check_joins", "check_instances")
 INDEXES = ("ready", "scheduled", "suspended", "pijobs", "parked", "locked", "incidents")
 JOB_FIELDS = 15  # fields per job in check_read's reply
 
@@ -144,6 +144,8 @@ class Kind(StrEnum):
     BAD_JOIN = "bad-join"
     SEQ = "seq"
     BAD_COUNTER = "bad-counter"
+    INSTANCE_UNINDEXED = "instance-unindexed"
+    INSTANCE_STALE = "instance-stale"
 
 
 # Kinds check_repair.lua fixes, job by job.
@@ -301,6 +303,7 @@ class _Checker:
         self.check_joins()
         self.check_seq()
         self.check_counters()
+        self.check_instance_index()
         return list(self.found.values())
 
     def check_key_types(self) -> bool:
@@ -694,6 +697,51 @@ class _Checker:
                     )
                 )
 
+    def check_instance_index(self) -> None:
+        """Invariant 17: ``instance_jobs`` holds exactly ``<pi>|<id>`` for every job of a
+        process instance. Candidates come from scans; the script re-reads them atomically."""
+        for chunk in self.hscan("jobs"):
+            ids = [
+                i
+                for i, record in chunk.items()
+                if record.count(b"|") >= 9 and record.split(b"|")[5]
+            ]
+            self.report_instances([arg for i in ids for arg in (b"j", i)])
+        for members in self.zscan("instance_jobs"):
+            self.report_instances([arg for m in members for arg in (b"m", m)])
+
+    def report_instances(self, args: list[bytes]) -> None:
+        if not args:
+            return
+        found = self.call("check_instances", ["0", *args])
+        for kind, raw in zip(found[::2], found[1::2], strict=True):
+            if _text(kind) == "missing":
+                self.add(
+                    Violation(
+                        Kind.INSTANCE_UNINDEXED,
+                        _text(raw),
+                        "instance_jobs",
+                        "a job of a process instance missing from its index (created by an"
+                        " older rexec?): the instance's views do not show it",
+                        True,
+                        raw_id=raw,
+                    )
+                )
+            else:
+                pi, _, job_id = _text(raw).rpartition("|")
+                self.add(
+                    Violation(
+                        Kind.INSTANCE_STALE,
+                        job_id or None,
+                        "instance_jobs",
+                        f"an index entry of process instance {pi!r} naming a job that is gone"
+                        " or belongs elsewhere",
+                        True,
+                        _text(raw),
+                        raw_item=raw,
+                    )
+                )
+
     # -- repairs ------------------------------------------------------------------------------
 
     def apply(self, violations: Sequence[Violation]) -> None:
@@ -724,6 +772,14 @@ class _Checker:
         for v in todo:
             if v.kind == Kind.PILOCKS and v.raw_item is not None:
                 self.call("check_pilocks", [self.keys.wake_channel, "1", v.raw_item])
+        index: list[bytes] = []
+        for v in todo:
+            if v.kind == Kind.INSTANCE_UNINDEXED and v.raw_id is not None:
+                index += (b"j", v.raw_id)
+            elif v.kind == Kind.INSTANCE_STALE and v.raw_item is not None:
+                index += (b"m", v.raw_item)
+        for start in range(0, len(index), self.chunk * 2):
+            self.call("check_instances", ["1", *index[start : start + self.chunk * 2]])
         joins = [v.raw_item for v in todo if v.kind == Kind.JOIN_COUNT and v.raw_item]
         for start in range(0, len(joins), self.chunk):
             self.call(

@@ -11,6 +11,8 @@ What is exported, every sample labelled with ``namespace``:
   ``rexec_job_successful_total``), summed over the worker processes of each node. The
   workers count per process, not per job type, so counters carry no ``job_type``.
 - ``rexec_lock_expired_total``: locks reclaimed (a cluster-wide count).
+- ``rexec_jobs_finished_total{job_type, outcome}``: completed, failed, incident and
+  deleted jobs per job type, counted by the scripts themselves.
 - ``rexec_jobs{state}``: jobs by state; ``rexec_jobs_by_type{job_type, state}`` when the
   caller counted them (the cockpit does); ``rexec_job_definition_suspended{job_type}``.
 - ``rexec_workers{node}``, ``rexec_worker_heartbeat_age_seconds{node, worker}``,
@@ -51,6 +53,8 @@ if TYPE_CHECKING:
     from rexec.app import App
 
 log = logging.getLogger(__name__)
+
+OUTCOMES = ("completed", "failed", "incident", "deleted")
 
 METRICS_TOKEN_ENV = "REXEC_METRICS_TOKEN"
 
@@ -199,6 +203,22 @@ class RexecCollector(Collector):
         )
         expired.add_metric([ns], stats.get("lock-expired", {}).get("total", 0))
         yield expired
+        yield self._outcomes(ns)
+
+    def _outcomes(self, ns: str) -> Metric:
+        """Jobs finished by type and outcome, from the scripts' per-type counters."""
+        family = CounterMetricFamily(
+            "rexec_jobs_finished",
+            "Job executions and removals by job type and outcome (completed, failed,"
+            " incident, deleted), counted by the scripts.",
+            labels=["namespace", "job_type", "outcome"],
+        )
+        raw: dict[bytes, bytes] = self.app.store.client.hgetall(self.app.store.keys.counters)  # type: ignore[assignment]
+        for field, value in sorted(raw.items()):
+            outcome, _, job_type = field.decode().partition("|")
+            if outcome in OUTCOMES and job_type:
+                family.add_metric([ns, job_type, outcome], int(value))
+        return family
 
     def _histograms(self, ns: str, per_node: Mapping[str, Mapping[str, int]]) -> Iterator[Metric]:
         nodes = sorted({node for counts in per_node.values() for node in counts})

@@ -42,6 +42,7 @@ SCRIPT_NAMES = (
     "check_joins",
     "deploy",
     "set_variables",
+    "check_instances",
 )
 
 

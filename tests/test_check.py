@@ -815,3 +815,27 @@ def test_cli_check_on_an_unreachable_redis_is_one_line() -> None:
     result = CliRunner().invoke(main, ["check", "--redis-url", "redis://127.0.0.1:1/0"])
     assert result.exit_code == 1
     assert "cannot reach Redis" in result.output
+
+
+# -- the process-instance index (invariant 17) ------------------------------------------------
+
+
+def test_instance_index_gaps_are_found_and_backfilled(store: Store) -> None:
+    app = App.with_client(store.client, namespace=store.keys.namespace)
+    pi = app.start_process_instance({"n": 1})
+    old = app.enqueue("t", process_instance_id=pi)
+    kept = app.enqueue("t", process_instance_id=pi, exclusive=False)
+    app.enqueue("free")
+    assert_clean(store)
+    key = store.keys.instance_jobs
+    store.client.zrem(key, f"{pi}|{old}")  # as an older rexec left it
+    store.client.zadd(key, {f"{pi}|999999": 0, f"p0|{kept}": 0})  # gone job, wrong instance
+    check_repair_clean(
+        store,
+        {
+            ("instance-unindexed", old, "instance_jobs"),
+            ("instance-stale", "999999", "instance_jobs"),
+            ("instance-stale", kept, "instance_jobs"),
+        },
+    )
+    assert app.management.instance_job_ids(pi) == [old, kept]

@@ -634,3 +634,15 @@ def test_out_of_range_numbers_say_so(api: TestClient, rapp: App, value: Any, wor
     assert words in message and "priority" in message
     refused(api.get("/api/jobs", params={"limit": "9" * 30}), 400, "out of range")
     refused(api.get("/api/jobs", params={"limit": "501"}), 400, "limit must be 1..500")
+
+
+def test_a_finished_job_says_what_became_of_it(rapp: App, namespace: str) -> None:
+    from rexec.store import Store
+
+    kept = Store(rapp.client, namespace, history_max_len=10)
+    job_id = rapp.enqueue("mail")
+    (job,) = kept.acquire_jobs("w", 1, lock_ms=5000).jobs
+    kept.complete(job)
+    with TestClient(create_app(rapp)) as client:
+        refused(client.get(f"/api/jobs/{job_id}"), 404, "no longer queued: completed")
+        refused(client.get("/api/jobs/999999"), 404, "no job")

@@ -146,6 +146,22 @@ def test_job_gauges_and_lock_expiries(rapp: App) -> None:
     assert value(text, "rexec_job_definition_suspended", job_type="mail") == 0
 
 
+def test_finished_jobs_by_type_and_outcome(rapp: App) -> None:
+    rapp.enqueue_many([{"type": "mail"}] * 2 + [{"type": "report", "retries": 1}])
+    for job in rapp.store.acquire_jobs("n-1.0.5", 10, lock_ms=5000).jobs:
+        if job.type == "mail":
+            rapp.store.complete(job)
+        else:
+            rapp.store.fail(job, "boom")
+    rapp.management.delete_job(rapp.enqueue("mail"))
+    text = render_metrics(rapp)
+    finished = "rexec_jobs_finished_total"
+    assert value(text, finished, job_type="mail", outcome="completed") == 2
+    assert value(text, finished, job_type="mail", outcome="deleted") == 1
+    assert value(text, finished, job_type="report", outcome="incident") == 1
+    assert value(text, finished, job_type="report", outcome="completed") is None
+
+
 def test_live_workers_are_gauges(rapp: App) -> None:
     keys = rapp.store.keys
     now = rapp.store.time_ms()

@@ -202,3 +202,35 @@ def test_the_documented_operator_commands_run(
                 pi = result.stdout.strip()
         with pytest.raises(ProcessInstanceNotFoundError):
             app.get_variables(pi)  # ended by the last instance command
+
+
+def test_the_demo_sample_in_the_readme_has_the_reports_shape() -> None:
+    """The README's sample report reads like today's ``render_report`` output."""
+    import io
+
+    from rich.console import Console
+
+    from rexec.demo import ClassReport, Report, render_report
+
+    text = README.read_text()
+    section = text[text.index("## What `rexec demo` shows") : text.index("## Using it")]
+    match = BLOCK_RE.search(section)
+    assert match is not None
+    sample = [line.strip() for line in match.group(2).splitlines() if line.strip()]
+    report = Report("rexec", 10_000, 4, 2, 8, "atomic", True, 2.0)
+    report.classes = {c: ClassReport(1) for c in ("vip", "delivery", "notify", "housekeeping")}
+    report.node_share = {"node1": 1.0}
+    report.operator_actions = ["+1.00s: slow", "+2.00s: recovered"]
+    out = io.StringIO()
+    render_report(Console(file=out, width=200, color_system=None), report)
+    rendered = [line.strip() for line in out.getvalue().splitlines() if line.strip()]
+
+    def shape(line: str) -> str:
+        """The words before the first figure, spaces collapsed."""
+        words = " ".join(line.split())
+        return re.split(r"[\d+]|\b(?:yes|NO)\b", words, maxsplit=1)[0]
+
+    shapes = {shape(line) for line in rendered}
+    for line in sample:
+        assert shape(line) in shapes or any(line.startswith(s) for s in shapes if s), line
+    assert len(sample) == len(rendered)

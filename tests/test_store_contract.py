@@ -807,3 +807,23 @@ class TestInstanceIndex:
             app.set_variables("p999999", {"x": 1})
         with pytest.raises(ValidationError):
             app.set_variables(pi, {1: "not a name"})  # type: ignore[dict-item]
+
+    def test_failures_and_deletes_respect_the_history_cap(
+        self, client: redis.Redis, namespace: str
+    ) -> None:
+        kept = Store(client, namespace, history_max_len=3)
+        app = App.with_client(client, namespace=namespace)
+        app.enqueue_many([{"type": "f", "retries": 5}] * 6)
+        for job in kept.acquire_jobs("w", 10, lock_ms=5000).jobs:
+            kept.fail(job, "no")
+        assert client.xlen(kept.keys.history) == 3  # capped like completions
+        assert {e["outcome"] for e in app.management.history()} == {"failed"}
+        # an app without a history records no failures and starts no stream
+        other = Store(client, namespace + "x")
+        App.with_client(client, namespace=namespace + "x").enqueue("f")
+        (job,) = other.acquire_jobs("w", 1, lock_ms=5000).jobs
+        other.fail(job, "no")
+        assert client.exists(other.keys.history) == 0
+        # deleting writes a history entry only where the history is on
+        App.with_client(client, namespace=namespace + "x").management.delete_job(job.id)
+        assert client.exists(other.keys.history) == 0

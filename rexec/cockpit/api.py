@@ -121,6 +121,7 @@ class Cockpit:
 
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+HISTORY_LOOKUP = 20_000  # history entries read to say what became of a finished job
 
 
 def integer(value: object, name: str) -> int:
@@ -224,6 +225,12 @@ def api_routes(cockpit: Cockpit) -> list[BaseRoute]:
     def detail_of(job_id: str) -> dict[str, Any]:
         job = management.get_job(job_id)
         if job is None:
+            past = management.job_history(job_id, max_entries=HISTORY_LOOKUP)
+            if past:
+                raise JobNotFoundError(
+                    f"job {job_id} is no longer queued: {past[0]['outcome']}"
+                    f" (server time {past[0]['finished_ms']} ms)"
+                )
             raise JobNotFoundError(f"no job {job_id!r} (completed, deleted or never created)")
         return job_detail(job)
 
