@@ -721,6 +721,21 @@ def _lazy(module_name: str, attribute: str, what: str) -> Any:
     default=None,
     help="Serve this node's Prometheus metrics on this port (0: any free one).",
 )
+@click.option(
+    "--health-port",
+    type=click.IntRange(0, 65535),
+    envvar="REXEC_HEALTH_PORT",
+    show_envvar=True,
+    help="Answer /livez and /readyz on this port (0: any free one).",
+)
+@click.option(
+    "--health-host",
+    default="127.0.0.1",
+    show_default=True,
+    envvar="REXEC_HEALTH_HOST",
+    show_envvar=True,
+    help="Address the health endpoints bind to (0.0.0.0 for probes from outside).",
+)
 @namespace_option(from_app=True)
 @redis_url_option(APP_URL_HELP)
 def worker(
@@ -735,6 +750,8 @@ def worker(
     shutdown_timeout: float,
     acquisition: str,
     metrics_port: int | None,
+    health_port: int | None,
+    health_host: str,
     redis_url: str | None,
     namespace: str | None,
     **strategy: Any,
@@ -763,6 +780,8 @@ def worker(
         acquisition=acquisition,
         strategy=dict(strategy),
         metrics_port=metrics_port,
+        health_port=health_port,
+        health_host=health_host,
     )
     click.get_current_context().exit(int(run_node(settings)))
 

@@ -383,7 +383,8 @@ class TestWorker:
             result = run(
                 "worker", f"{name}:app", "--processes", "3", "--types", "a, b,",
                 "--priority-min", "-5", "--priority-max", "5", "--acquisition", "optimistic",
-                "--max-jobs", "7", "--idle-increase-factor", "1.5", connect=False,
+                "--max-jobs", "7", "--idle-increase-factor", "1.5",
+                "--health-port", "8081", "--health-host", "0.0.0.0", connect=False,
             )  # fmt: skip
         finally:
             sys.modules.pop(name, None)
@@ -411,6 +412,8 @@ class TestWorker:
                 "base_num_jobs": 7,
             },
             "metrics_port": None,
+            "health_port": 8081,
+            "health_host": "0.0.0.0",
         }
 
     def test_bad_worker_options(self, run: Run) -> None:
