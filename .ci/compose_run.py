@@ -26,6 +26,7 @@ Usage: compose_run.py run [--run-id ID] [--keep]   |   compose_run.py down --run
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import http.client
 import json
 import os
@@ -505,6 +506,56 @@ def check_cluster(containers: list[Container], ports: Ports, token: str) -> None
     say(f"{victim.name}: SIGTERM -> exit 0")
 
 
+def check_bad_configuration(engine: Container, run_id: str, services: Sequence[str]) -> None:
+    """Engine containers without a Redis URL, and with an unreachable Redis: each says
+    why in its log, stays up and alive, and reports not ready (its health check fails)."""
+    free = Ports.free(3)
+    cases = {
+        "no-url": (
+            {k: v for k, v in engine.env.items() if k != "REXEC_REDIS_URL"},
+            "not ready: no Redis URL configured",
+            "no Redis URL configured",
+        ),
+        "unreachable": (
+            {**engine.env, "REXEC_REDIS_URL": f"redis://127.0.0.1:{free.redis}/0"},
+            "Redis unreachable",
+            "not connected to Redis",
+        ),
+    }
+    bad: dict[str, Container] = {}
+    for i, (case, (env, _, _)) in enumerate(cases.items()):
+        c = dataclasses.replace(
+            engine,
+            name=f"rexec-ci-{run_id}-{case}-1",
+            hostname=f"{case}-1",
+            env={**env, "REXEC_HEALTH_PORT": str(free.health[i])},
+        )
+        podman(*run_args(c, run_id, services))
+        bad[case] = c
+    for case, c in bad.items():
+        _, line, reason = cases[case]
+        deadline = time.monotonic() + HEALTH_WAIT_S
+        while True:
+            if not running(c):
+                raise RunError(f"{c.name} exited: a bad configuration must not crash it")
+            ready = podman("exec", c.name, *(c.health or []), check=False, timeout=30)
+            result = podman("logs", c.name, check=False)
+            logs = result.stdout + result.stderr
+            if ready.returncode == 1 and reason in ready.stdout and line in logs:
+                break
+            if time.monotonic() > deadline:
+                raise RunError(
+                    f"{c.name}: readyz said {ready.stdout.strip()!r}; log lacks {line!r}"
+                )
+            time.sleep(0.5)
+        live = podman("exec", c.name, "python", "-m", "rexec.health", "livez", check=False)
+        if live.returncode != 0:
+            raise RunError(f"{c.name}: not live: {live.stdout.strip()}")
+        first = next(x for x in logs.splitlines() if line in x)
+        say(f"{case}: not ready, alive, and says why: {first.split(' ', 3)[-1]!r}")
+        podman("rm", "-f", "-t", "0", c.name, check=False)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("action", choices=["run", "down"])
@@ -533,6 +584,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         )  # fmt: skip
         up(containers, args.run_id)
         check_cluster(containers, ports, token)
+        engine = next(c for c in containers if c.command[:1] == ["worker"])
+        check_bad_configuration(engine, args.run_id, list(compose["services"]))
         say(f"ok ({time.monotonic() - started:.0f} s)")
         return 0
     except (RunError, subprocess.TimeoutExpired, OSError, http.client.HTTPException) as exc:
