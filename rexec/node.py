@@ -61,7 +61,10 @@ class Node:
         log.info("node %s: Prometheus metrics on port %d", self.node_id, server.port)
 
     def _serve_health(self, host: str, port: int) -> HealthServer:
-        server = HealthServer(host, port, live=self.live, ready=self.ready).start()
+        try:
+            server = HealthServer(host, port, live=self.live, ready=self.ready).start()
+        except OSError as exc:
+            raise ConfigurationError(f"cannot serve health on {host}:{port}: {exc}") from exc
         log.info("node %s: health on %s:%d (/livez, /readyz)", self.node_id, host, server.port)
         return server
 

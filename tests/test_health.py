@@ -352,3 +352,20 @@ def test_wrong_password_is_one_line_and_not_ready(
         assert "refused the credentials" in bad_config_line(node)
         assert "wrong" not in bad_config_line(node)  # the password is not logged
         assert node.stop() == 1
+
+
+def test_a_health_port_in_use_is_a_clear_error(redis_url: str, namespace: str) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REXEC_")}
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        result = subprocess.run(
+            [sys.executable, "-m", "rexec", "worker", "tests.apps.recording:app",
+             "--redis-url", redis_url, "--namespace", namespace,
+             "--health-port", str(taken.getsockname()[1])],
+            capture_output=True, text=True, timeout=60, cwd=REPO_ROOT, check=False,
+            env={**env, "PYTHONPATH": str(REPO_ROOT)},
+        )  # fmt: skip
+    assert result.returncode == 1
+    assert "cannot serve health on 127.0.0.1:" in result.stderr
+    assert "Traceback" not in result.stderr
