@@ -139,7 +139,6 @@ class Container:
     env: dict[str, str]
     hostname: str
     health: list[str] | None  # run with `podman exec`; None: no health check
-    health_start_s: float = 0.0
     depends_on: dict[str, str] = field(default_factory=dict)
     volumes: list[str] = field(default_factory=list)
     init: bool = False
@@ -249,7 +248,6 @@ def plan(
                 env={k: interpolate(str(v), env) for k, v in environment.items()},
                 hostname=f"{name}-{replica}",
                 health=health_command(check, image_health if "build" in s else None),
-                health_start_s=seconds((check or {}).get("start_period"), 0.0),
                 depends_on={
                     d: str(v.get("condition", "service_started")) for d, v in depends.items()
                 },
