@@ -1027,6 +1027,21 @@ def _lazy(module_name: str, attribute: str, what: str) -> Any:
     show_envvar=True,
     help="Bearer token /metrics requires; needed with a --metrics-host other than loopback.",
 )
+@click.option(
+    "--health-port",
+    type=click.IntRange(0, 65535),
+    envvar="REXEC_HEALTH_PORT",
+    show_envvar=True,
+    help="Answer /livez and /readyz on this port (0: any free one).",
+)
+@click.option(
+    "--health-host",
+    default="127.0.0.1",
+    show_default=True,
+    envvar="REXEC_HEALTH_HOST",
+    show_envvar=True,
+    help="Address the health endpoints bind to (0.0.0.0 for probes from outside).",
+)
 @namespace_option(from_app=True)
 @redis_url_option(APP_URL_HELP)
 def worker(
@@ -1043,6 +1058,8 @@ def worker(
     metrics_port: int | None,
     metrics_host: str,
     metrics_token: str | None,
+    health_port: int | None,
+    health_host: str,
     redis_url: str | None,
     namespace: str | None,
     **strategy: Any,
@@ -1083,6 +1100,8 @@ def worker(
         strategy=dict(strategy),
         metrics_port=metrics_port,
         metrics_host=metrics_host,
+        health_port=health_port,
+        health_host=health_host,
     )
     click.get_current_context().exit(int(run_node(settings)))
 

@@ -4,6 +4,8 @@ One ``redis-server`` per user on this machine, on a Unix socket in rexec's state
 directory, started on first use and left running (with an append-only file) so that
 every ``rexec`` command and every ``App()`` of this user sees the same jobs.
 ``rexec embedded stop`` shuts it down. ``rexec demo`` uses a private server instead.
+``REXEC_EMBEDDED_REDIS=off`` (set in the container image) turns it off: where every
+container would get a private Redis of its own, a missing URL must be an error.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from rexec.errors import ConfigurationError
 from rexec.redis_server import RedisServerError, find_redis_server
 
 MAX_SOCKET_PATH = 100
+SWITCH_ENV = "REXEC_EMBEDDED_REDIS"
 
 
 def state_dir() -> Path:
@@ -93,6 +96,11 @@ def _answers(path: Path) -> bool:
 
 def shared_server_url(timeout_s: float = 10.0) -> str:
     """The URL of the embedded Redis, starting it if it is not running."""
+    if os.environ.get(SWITCH_ENV, "").strip().lower() in ("off", "0", "no", "false"):
+        raise ConfigurationError(
+            f"no Redis URL configured: set REXEC_REDIS_URL (or --redis-url); the embedded"
+            f" Redis is off here ({SWITCH_ENV}={os.environ[SWITCH_ENV]})"
+        )
     sock = socket_path()
     url = f"unix://{sock}"
     if _answers(sock):

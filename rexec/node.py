@@ -22,6 +22,14 @@ import redis
 
 from rexec.definitions import worker_types
 from rexec.errors import ConfigurationError
+from rexec.health import (
+    HealthServer,
+    Probe,
+    ProcessHealth,
+    ProcessState,
+    liveness,
+    readiness,
+)
 from rexec.settings import WorkerSettings, load_app
 from rexec.worker import worker_process_main
 
@@ -31,7 +39,7 @@ RESTART_BACKOFF_MAX_S = 5.0
 
 
 class Node:
-    def __init__(self, settings: WorkerSettings) -> None:
+    def __init__(self, settings: WorkerSettings, *, problem: str | None = None) -> None:
         self.node_id = settings.node_id or f"{socket.gethostname()}-{os.getpid()}"
         self.settings = dataclasses.replace(settings, node_id=self.node_id)
         self._context = multiprocessing.get_context("spawn")
@@ -40,6 +48,10 @@ class Node:
         self._signals = 0
         self._asked_to_stop: set[int] = set()  # workers that were running at the signal
         self.restarted = 0
+        # Health (--health-port): what each process reports, and the supervisor's own beat.
+        self.problem = problem  # a configuration error: never ready, never crash-loops
+        self._health: dict[int, tuple[ProcessHealth, float]] = {}
+        self._beat = time.monotonic()
 
     def _serve_metrics(self, port: int) -> None:
         # Read from Redis like the cockpit does: the runtime never imports it.
@@ -50,15 +62,37 @@ class Node:
         server = serve_metrics(app, port, host=self.settings.metrics_host, node=self.node_id)
         log.info("node %s: Prometheus metrics on port %d", self.node_id, server.port)
 
+    def _serve_health(self, host: str, port: int) -> HealthServer:
+        try:
+            server = HealthServer(host, port, live=self.live, ready=self.ready).start()
+        except OSError as exc:
+            raise ConfigurationError(f"cannot serve health on {host}:{port}: {exc}") from exc
+        log.info("node %s: health on %s:%d (/livez, /readyz)", self.node_id, host, server.port)
+        return server
+
+    def _states(self) -> list[ProcessState]:
+        return [
+            health.state(index, alive=self._processes[index].is_alive(), started_s=started)
+            for index, (health, started) in sorted(self._health.items())
+        ]
+
+    def live(self) -> Probe:
+        return liveness(self._states(), supervisor_beat_s=self._beat, now_s=time.monotonic())
+
+    def ready(self) -> Probe:
+        return readiness(self._states(), stopping=self._signals > 0, problem=self.problem)
+
     def _start(self, index: int) -> None:
+        health = ProcessHealth(self._context)
         process = self._context.Process(
             target=worker_process_main,
-            args=(self.settings, index, self.node_id),
+            args=(self.settings, index, self.node_id, health),
             name=f"rexec-worker-{index}",
             daemon=False,
         )
         process.start()
         self._processes[index] = process
+        self._health[index] = (health, time.monotonic())
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self._signals += 1
@@ -77,6 +111,11 @@ class Node:
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
+        health = None
+        if self.settings.health_port is not None:
+            health = self._serve_health(self.settings.health_host, self.settings.health_port)
+        if self.problem is not None:
+            return self._wait_not_ready(health)
         if self.settings.metrics_port is not None:
             self._serve_metrics(self.settings.metrics_port)
         for index in range(self.settings.processes):
@@ -90,6 +129,7 @@ class Node:
         next_restart: dict[int, float] = {}
         while self._signals == 0:
             time.sleep(0.1)
+            self._beat = time.monotonic()
             for index, process in list(self._processes.items()):
                 if process.is_alive() or self._signals:
                     continue
@@ -114,7 +154,7 @@ class Node:
         for process in self._processes.values():
             process.join(max(0.0, deadline - time.monotonic()))
         code = 0
-        for process in self._processes.values():
+        for index, process in self._processes.items():
             if process.is_alive():
                 process.kill()
                 process.join(5)
@@ -123,28 +163,56 @@ class Node:
                 process.exitcode not in (0, None)
                 and self._signals == 1
                 and process.pid in self._asked_to_stop
+                and not self._killed_while_starting(index, process)
             ):
                 # A worker that was asked to stop and failed to; one that had died before
                 # the signal (and waited for its restart) does not make the stop unclean.
                 code = 1
+        if health is not None:
+            health.close()
         log.info("node %s: stopped", self.node_id)
         return code
+
+    def _killed_while_starting(self, index: int, process: BaseProcess) -> bool:
+        """A process our SIGTERM reached before it had its handler held no job yet."""
+        health, _ = self._health[index]
+        return process.exitcode == -signal.SIGTERM and not health.handles_signals()
+
+    def _wait_not_ready(self, health: HealthServer | None) -> int:
+        """A node that cannot work as configured: says why once, reports not ready (and
+        live) until stopped, then exits 1. An orchestrator shows it as not ready."""
+        log.error("node %s: not ready: %s", self.node_id, self.problem)
+        while self._signals == 0:
+            time.sleep(0.1)
+            self._beat = time.monotonic()
+        if health is not None:
+            health.close()
+        return 1
 
 
 def run_node(settings: WorkerSettings) -> int:
     """Runs a node until it is signalled to stop; returns the exit code."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     app = load_app(settings)  # fail fast on a bad APP, and pin the embedded Redis URL
-    settings = dataclasses.replace(settings, redis_url=app.resolved_url(), namespace=app.namespace)
     worker_types(app.definitions, settings.types)  # refuses --types the app cannot run
     try:
+        settings = dataclasses.replace(
+            settings, redis_url=app.resolved_url(), namespace=app.namespace
+        )
         app.client.ping()
         # The app's job definitions go into the store before any of its jobs runs.
         log.info("deployed job definitions: %s", app.deploy())
     except redis.AuthenticationError as exc:
         # Wrong credentials do not heal by retrying: say so and stop (an unreachable
         # Redis, by contrast, is waited for by the workers' backoff).
-        raise ConfigurationError(f"Redis refused the credentials in the URL: {exc}") from exc
+        problem = f"Redis refused the credentials in the URL: {exc}"
+        if settings.health_port is None:
+            raise ConfigurationError(problem) from exc
+        return Node(settings, problem=problem).run()
+    except ConfigurationError as exc:
+        if settings.health_port is None:
+            raise
+        return Node(settings, problem=str(exc)).run()  # no crash loop: not ready, and why
     except redis.RedisError as exc:
         log.warning("Redis unreachable at start, job definitions not deployed: %s", exc)
     finally:

@@ -34,6 +34,8 @@ class WorkerSettings:
     metrics_interval_s: float = 1.0
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
+    health_port: int | None = None
+    health_host: str = "127.0.0.1"
 
     def __post_init__(self) -> None:
         if ":" not in self.app_path or self.app_path.startswith(":"):

@@ -45,6 +45,7 @@ from rexec.app import App, JobDefinition
 from rexec.context import JobContext
 from rexec.definitions import worker_types
 from rexec.errors import HandlerNotFoundError, JobTimeoutError, OptimisticLockingError
+from rexec.health import ProcessHealth
 from rexec.job import Job
 from rexec.settings import WorkerSettings
 from rexec.status import Status
@@ -72,9 +73,17 @@ class Worker:
     """One worker process's engine. ``run()`` blocks until :meth:`stop` is called."""
 
     def __init__(
-        self, app: App, settings: WorkerSettings, *, index: int = 0, node_id: str | None = None
+        self,
+        app: App,
+        settings: WorkerSettings,
+        *,
+        index: int = 0,
+        node_id: str | None = None,
+        health: ProcessHealth | None = None,
     ) -> None:
         self.app = app
+        self.health = health or ProcessHealth()  # what the supervisor's /livez, /readyz read
+        self._announced = False
         self.settings = settings
         self.index = index
         self.node_id = node_id or settings.node_id or f"{socket.gethostname()}-{os.getpid()}"
@@ -130,6 +139,7 @@ class Worker:
         self._running: dict[int, tuple[Job, float, deque[Job], int]] = {}
         self._running_lock = threading.Lock()
         self._abandoned: set[int] = set()
+        self._abandoned_at: dict[int, float] = {}  # for wedged slots: still running long after
         self._lost: set[str] = set()  # held jobs whose lock renewal was refused
         self._lockable_types = frozenset(types)
 
@@ -166,6 +176,7 @@ class Worker:
     def _shutdown(self) -> None:
         deadline = time.monotonic() + self.settings.shutdown_timeout_s
         self._stopping.set()
+        self.health.set_acquiring(False)
         # Batches that never started go back to Redis at once.
         leftovers = self._rejected
         self._rejected = []
@@ -212,6 +223,7 @@ class Worker:
 
     def _acquisition_loop(self) -> None:
         job_added = False
+        self.health.set_acquiring(not self._stopping.is_set())
         while not self._stopping.is_set():
             if self._rejected:
                 # Saturated: hand the backlog to slots as they free up, and ask Redis
@@ -330,11 +342,13 @@ class Worker:
         return self._pubsub
 
     def _redis_is_down(self, exc: BaseException) -> None:
+        self.health.set_redis_ok(False)
         if self._redis_down_since is None:
             self._redis_down_since = time.monotonic()
             log.warning("%s: Redis unreachable (%s); backing off and retrying", self.id, exc)
 
     def _redis_is_up(self) -> None:
+        self.health.set_redis_ok(True)
         if self._redis_down_since is not None:
             down = time.monotonic() - self._redis_down_since
             self._redis_down_since = None
@@ -428,6 +442,7 @@ class Worker:
             for thread, _ in expired:
                 del self._running[thread]
                 self._abandoned.add(thread)
+                self._abandoned_at[thread] = now
         for _thread, (job, _, rest, slots) in expired:
             definition = self.app.definitions.get(job.type)
             timeout = definition.timeout_ms if definition else 0
@@ -636,8 +651,12 @@ class Worker:
         next_reclaim = 0.0
         expires: dict[str, int] = {}
         while not self._abort.wait(renew_every):
+            self.health.beat()
             self._expire_timeouts()
+            self.health.set_wedged(self._wedged_slots())
             try:
+                if not self._announced:
+                    self._announce()  # Redis was away at the start
                 self._renew_locks(expires, lock_ms)
                 if time.monotonic() >= next_flush:
                     next_flush = time.monotonic() + self.settings.metrics_interval_s
@@ -651,6 +670,17 @@ class Worker:
                     m.retire_stale_workers(self.store)
             except redis.RedisError as exc:
                 self._redis_is_down(exc)
+
+    def _wedged_slots(self) -> int:
+        """Slot threads abandoned at their job's timeout that still run a lock time later:
+        Python cannot stop them, and the job may already run again elsewhere."""
+        if not self._abandoned_at:
+            return 0
+        running = {t.ident for t in self._threads if t.is_alive()}
+        for ident in [i for i in self._abandoned_at if i not in running]:
+            del self._abandoned_at[ident]
+        wedged_before = time.monotonic() - self.settings.lock_ms / 1000
+        return sum(1 for at in self._abandoned_at.values() if at < wedged_before)
 
     def _renew_locks(self, expires: dict[str, int], lock_ms: int) -> None:
         """Extends the locks of held jobs that have used half their lock time."""
@@ -698,17 +728,23 @@ class Worker:
             pipe.hset(self.keys.workers, self.id, orjson.dumps(self._info))
             pipe.zadd(self.keys.heartbeats, {self.id: now})
             pipe.execute()
+            # Registered: its job types are where nodes and the cockpit read them.
+            self._announced = True
+            self.health.set_registered()
 
 
-def worker_process_main(settings: WorkerSettings, index: int, node_id: str) -> None:
+def worker_process_main(
+    settings: WorkerSettings, index: int, node_id: str, health: ProcessHealth | None = None
+) -> None:
     """Entry point of a worker process (spawned by the node supervisor)."""
     from rexec.settings import load_app
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor handles Ctrl-C
     app = load_app(settings)
-    worker = Worker(app, settings, index=index, node_id=node_id)
+    worker = Worker(app, settings, index=index, node_id=node_id, health=health)
     signal.signal(signal.SIGTERM, lambda *_: worker.stop())
+    worker.health.set_handles_signals()
     try:
         code = worker.run()
     finally:

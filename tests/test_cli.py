@@ -386,7 +386,8 @@ class TestWorker:
             result = run(
                 "worker", f"{name}:app", "--processes", "3", "--types", "a, b,",
                 "--priority-min", "-5", "--priority-max", "5", "--acquisition", "optimistic",
-                "--max-jobs", "7", "--idle-increase-factor", "1.5", connect=False,
+                "--max-jobs", "7", "--idle-increase-factor", "1.5",
+                "--health-port", "8081", "--health-host", "0.0.0.0", connect=False,
             )  # fmt: skip
         finally:
             sys.modules.pop(name, None)
@@ -415,6 +416,8 @@ class TestWorker:
             },
             "metrics_port": None,
             "metrics_host": "127.0.0.1",
+            "health_port": 8081,
+            "health_host": "0.0.0.0",
         }
 
     def test_metrics_beyond_loopback_need_a_token(self, run: Run) -> None:
