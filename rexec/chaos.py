@@ -516,7 +516,7 @@ class _Node:
         fields = dataclasses.asdict(self.settings)
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "rexec.node", orjson.dumps(fields).decode()],
+                [sys.executable, "-m", "rexec.executor.node", orjson.dumps(fields).decode()],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,

@@ -721,6 +721,22 @@ def _lazy(module_name: str, attribute: str, what: str) -> Any:
     default=None,
     help="Serve this node's Prometheus metrics on this port (0: any free one).",
 )
+@click.option(
+    "--log-level",
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+    default="INFO",
+    show_default=True,
+)
+@click.option(
+    "--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
+@click.option(
+    "--connect-timeout",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Give up (exit 1) when Redis is unreachable this many seconds at start-up;"
+    " by default a node waits for it, saying so every few seconds.",
+)
 @namespace_option(from_app=True)
 @redis_url_option(APP_URL_HELP)
 def worker(
@@ -735,6 +751,9 @@ def worker(
     shutdown_timeout: float,
     acquisition: str,
     metrics_port: int | None,
+    log_level: str,
+    log_format: str,
+    connect_timeout: float | None,
     redis_url: str | None,
     namespace: str | None,
     **strategy: Any,
@@ -748,7 +767,7 @@ def worker(
     BackoffJobAcquisitionStrategy(**strategy)  # rejects bad combinations before forking
     load_app(app_path)
     worker_settings = _lazy("rexec.settings", "WorkerSettings", "the worker runtime")
-    run_node = _lazy("rexec.node", "run_node", "the worker runtime")
+    run_node = _lazy("rexec.executor.node", "run_node", "the worker runtime")
     settings = worker_settings(
         app_path=app_path,
         redis_url=redis_url,
@@ -763,6 +782,9 @@ def worker(
         acquisition=acquisition,
         strategy=dict(strategy),
         metrics_port=metrics_port,
+        log_level=log_level.upper(),
+        log_format=log_format,
+        connect_timeout_s=connect_timeout,
     )
     click.get_current_context().exit(int(run_node(settings)))
 

@@ -36,7 +36,7 @@ class LocalCluster:
             log = open(self.log_dir / f"node{index + 1}.log", "wb")  # noqa: SIM115
             self._procs.append(
                 subprocess.Popen(
-                    [sys.executable, "-m", "rexec.node", orjson.dumps(fields).decode()],
+                    [sys.executable, "-m", "rexec.executor.node", orjson.dumps(fields).decode()],
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     stdin=subprocess.DEVNULL,

@@ -52,7 +52,7 @@ class Cluster:
         }
         code = (
             "import sys\n"
-            "from rexec.node import run_node\n"
+            "from rexec.executor.node import run_node\n"
             "from rexec.settings import WorkerSettings\n"
             f"sys.exit(run_node(WorkerSettings(**{settings!r})))\n"
         )

@@ -378,7 +378,9 @@ class TestWorker:
             return kwargs
 
         _fake_module(monkeypatch, "rexec.settings", WorkerSettings=settings)
-        _fake_module(monkeypatch, "rexec.node", run_node=lambda s: 3 if s is not None else 0)
+        _fake_module(
+            monkeypatch, "rexec.executor.node", run_node=lambda s: 3 if s is not None else 0
+        )
         try:
             result = run(
                 "worker", f"{name}:app", "--processes", "3", "--types", "a, b,",
@@ -411,6 +413,9 @@ class TestWorker:
                 "base_num_jobs": 7,
             },
             "metrics_port": None,
+            "log_level": "INFO",
+            "log_format": "text",
+            "connect_timeout_s": None,
         }
 
     def test_bad_worker_options(self, run: Run) -> None:
@@ -427,7 +432,9 @@ class TestWorker:
         name = f"cliapp_{in_tmp.name.replace('-', '_')}"
         self._write_app(in_tmp, name)
         nodes_run: list[Any] = []
-        _fake_module(monkeypatch, "rexec.node", run_node=lambda s: nodes_run.append(s) or 0)
+        _fake_module(
+            monkeypatch, "rexec.executor.node", run_node=lambda s: nodes_run.append(s) or 0
+        )
         try:
             ok(run("worker", f"{name}:app", "--types", "a", "--lock-ms", "5000"))
         finally:

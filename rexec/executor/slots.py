@@ -1,0 +1,268 @@
+"""Slots: the threads that run chains of ``def`` handlers, each job inline.
+
+A slot takes a chain from the buffer and runs its jobs on its own thread — no hand-off
+per job — collecting finished executions and passing them to the committer in groups.
+Up to ``concurrency`` slots exist, but only as many run as the handlers need: a slot
+measures how long its handlers wait (wall time minus CPU time), and more slots are
+woken only when handlers block on I/O or run long. Fast handlers are thus run by one
+thread per process with no GIL contention, slow ones by all of them.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+
+from rexec import metrics as m
+from rexec.executor.execution import COMPLETED, Chain, Execution
+from rexec.executor.runtime import Backoff, Runtime
+from rexec.job import Job
+
+log = logging.getLogger("rexec.worker")
+
+FLUSH_EVERY = 64  # executions per hand-off to the committer
+FLUSH_AFTER_S = 0.003
+RELEASE_EVERY = 16  # chains per capacity release
+STUCK_AFTER_S = 0.005  # a handler running this long frees its slot's share of the buffer
+EMA = 0.05
+
+
+class Slot:
+    """One slot thread's state, written by it alone (the housekeeper reads
+    ``current`` to enforce timeouts)."""
+
+    def __init__(self, number: int) -> None:
+        self.number = number
+        self.current: Execution | None = None
+        self.abandoned = False
+        self.waiting = False
+        self.thread: threading.Thread | None = None
+
+
+class Slots:
+    def __init__(
+        self,
+        rt: Runtime,
+        submit: Callable[[Sequence[Execution]], None],
+        give_back: Callable[[Sequence[Job]], None],
+        to_event_loop: Callable[[Chain], None] | None,
+    ) -> None:
+        self.rt = rt
+        self.concurrency = rt.settings.concurrency
+        self._submit = submit
+        self._give_back = give_back
+        self._to_event_loop = to_event_loop
+        self._chains: deque[Chain] = deque()
+        self._cond = threading.Condition()
+        self._slots: list[Slot] = []
+        self._numbers = 0
+        # Handler timing (statistics, not job state: a lost update is harmless).
+        self.wall_ema = 0.0
+        self.cpu_ema = 0.0
+
+    # -- the buffer -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        for _ in range(self.concurrency):
+            self._spawn()
+
+    def _spawn(self) -> None:
+        slot = Slot(self._numbers)
+        self._numbers += 1
+        slot.thread = threading.Thread(
+            target=self._loop, args=(slot,), name=f"rexec-slot-{slot.number}", daemon=True
+        )
+        with self._cond:
+            self._slots.append(slot)
+        slot.thread.start()
+
+    def submit(self, chains: Sequence[Chain]) -> None:
+        self._chains.extend(chains)
+        self.rebalance()
+
+    def take_all(self) -> list[Chain]:
+        """Empties the buffer (at shutdown)."""
+        chains = []
+        while True:
+            try:
+                chains.append(self._chains.popleft())
+            except IndexError:
+                return chains
+
+    def wanted(self) -> int:
+        """How many slots should be running: one per CPU's worth of handler time,
+        plus one for each slot whose handler has run long."""
+        ratio = self.wall_ema / self.cpu_ema if self.cpu_ema > 0 else 1.0
+        now = time.monotonic()
+        stuck = 0
+        for slot in self._slots:
+            current = slot.current
+            if current is not None and now - current.started > STUCK_AFTER_S:
+                stuck += 1
+        return min(self.concurrency, max(1, round(ratio)) + stuck)
+
+    def rebalance(self) -> None:
+        """Wakes waiting slots when the buffer has work and too few are running."""
+        if not self._chains:
+            return
+        with self._cond:
+            waiting = sum(1 for s in self._slots if s.waiting)
+            running = len(self._slots) - waiting
+            wake = min(waiting, len(self._chains), self.wanted() - running)
+            if wake > 0:
+                self._cond.notify(wake)
+
+    def busy(self) -> int:
+        with self._cond:
+            return sum(1 for s in self._slots if not s.waiting)
+
+    def slots(self) -> list[Slot]:
+        with self._cond:
+            return list(self._slots)
+
+    def stop(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+
+    def alive(self) -> tuple[int, int]:
+        """Slot threads alive, and expected (abandoned ones excluded)."""
+        slots = self.slots()
+        live = [s for s in slots if not s.abandoned]
+        return sum(1 for s in live if s.thread and s.thread.is_alive()), len(live)
+
+    # -- timeouts (called by the housekeeper) ---------------------------------------------
+
+    def abandon(self, slot: Slot, execution: Execution) -> list[Chain]:
+        """After ``execution`` timed out: the slot thread is left to its handler and
+        replaced; returns the rest of its chain, now the caller's."""
+        slot.abandoned = True
+        with self._cond:
+            self._slots.remove(slot)
+        self._spawn()
+        rest = []
+        if execution.chain is not None and execution.chain.jobs:
+            rest = [Chain(list(execution.chain.jobs))]
+            execution.chain.jobs.clear()
+        return rest
+
+    # -- one slot ---------------------------------------------------------------------------
+
+    def _take(self, slot: Slot, done: list[Execution], releases: list[int]) -> Chain | None:
+        try:
+            return self._chains.popleft()
+        except IndexError:
+            pass
+        self._flush(done, releases)
+        with self._cond:
+            slot.waiting = True
+            try:
+                while not self._chains:
+                    if self.rt.stopping.is_set():
+                        return None
+                    self._cond.wait(1.0)
+                return self._chains.popleft()
+            finally:
+                slot.waiting = False
+
+    def _flush(self, done: list[Execution], releases: list[int]) -> None:
+        if done:
+            self._submit(done[:])
+            done.clear()
+        if releases[0]:
+            self.rt.capacity.give(releases[0])
+            releases[0] = 0
+
+    def _loop(self, slot: Slot) -> None:
+        done: list[Execution] = []
+        releases = [0]
+        backoff = Backoff()
+        while not slot.abandoned:
+            try:
+                chain = self._take(slot, done, releases)
+                if chain is None:
+                    self._flush(done, releases)
+                    return
+                if not self._run_chain(slot, chain, done):
+                    releases[0] += 1
+                if releases[0] >= RELEASE_EVERY or len(done) >= FLUSH_EVERY:
+                    self._flush(done, releases)
+                backoff.ok()
+            except BaseException:
+                log.exception("%s: slot %d error; going on", self.rt.id, slot.number)
+                slot.current = None
+                time.sleep(backoff.failed())
+        self._flush(done, releases)
+
+    def _run_chain(self, slot: Slot, chain: Chain, done: list[Execution]) -> bool:
+        """Runs a chain's jobs in order; True if it was handed on (still held)."""
+        rt = self.rt
+        jobs = chain.jobs
+        since = time.monotonic()
+        while jobs:
+            if rt.stopping.is_set():
+                rest = list(jobs)
+                jobs.clear()
+                self._give_back(rest)
+                return False
+            job = jobs[0]
+            definition = rt.definitions.get(job.type)
+            if definition is not None and definition.is_async and self._to_event_loop:
+                self._to_event_loop(chain)  # the rest of the chain moves, whole
+                return True
+            jobs.popleft()
+            if not rt.held.may_start(job):
+                rt.metrics.add(m.LOCK_LOST_UNSTARTED)
+                continue
+            execution = rt.begin(job, chain)
+            if execution.outcome is None:
+                self._execute(slot, execution, done)
+                if slot.abandoned:
+                    return True  # the housekeeper owns the rest of the chain now
+            follow_ups = rt.commit_effects(execution) if execution.outcome == COMPLETED else None
+            if follow_ups is None:
+                done.append(execution)
+            else:
+                jobs.extendleft(reversed(follow_ups))
+            if done and time.monotonic() - since > FLUSH_AFTER_S:
+                self._submit(done[:])
+                done.clear()
+                since = time.monotonic()
+        return False
+
+    def _execute(self, slot: Slot, execution: Execution, done: list[Execution]) -> None:
+        rt = self.rt
+        ok, payload = rt.payload_of(execution)
+        if not ok:
+            return
+        if execution.deadline is not None and done:
+            # Nothing finished may wait on a handler that could hang.
+            self._submit(done[:])
+            done.clear()
+        assert execution.definition is not None and execution.ctx is not None
+        handler = execution.definition.handler
+        result: object = None
+        error: BaseException | None = None
+        slot.current = execution
+        wall, cpu = time.perf_counter(), time.thread_time()
+        try:
+            result = handler(execution.ctx, payload)
+        except BaseException as exc:  # SystemExit and friends end the job, not the slot
+            error = exc
+        cpu = time.thread_time() - cpu
+        wall = time.perf_counter() - wall
+        slot.current = None
+        rt.metrics.execution_time(wall * 1000)
+        self.wall_ema += EMA * (wall - self.wall_ema)
+        self.cpu_ema += EMA * (max(cpu, 1e-6) - self.cpu_ema)
+        if not rt.handler_ended(execution, result, error):
+            self._returned_late(slot, execution)
+
+    def _returned_late(self, slot: Slot, execution: Execution) -> None:
+        """The handler returned after its execution timed out: it owns nothing, but
+        a timed-out exclusive job's failure waited for this moment."""
+        slot.abandoned = True
+        if self.rt.executions.returned(execution):
+            self._submit([execution])
