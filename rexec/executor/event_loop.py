@@ -142,8 +142,7 @@ class EventLoop:
                 self._give_back(rest)
                 return False
             job = jobs[0]
-            definition = rt.definitions.get(job.type)
-            if definition is not None and not definition.is_async:
+            if job.type not in rt.async_types:
                 self._to_slots([chain])
                 return True
             jobs.popleft()

@@ -198,10 +198,12 @@ class Housekeeper:
         pipe = rt.store.client.pipeline(transaction=False)
         rt.metrics.flush(pipe, rt.keys)
         pipe.zadd(rt.keys.heartbeats, {rt.id: rt.now_ms()})
-        alive, expected = self.slots.alive()
+        threads = self.threads()
+        dead = [t.name for t in threads if not t.is_alive()]
         self.info.update(
-            threads_alive=alive + self._others_alive(),
-            threads_expected=expected + 2 + (1 if self.event_loop else 0),
+            threads_alive=len(threads) - len(dead),
+            threads_expected=len(threads),
+            threads_dead=dead,
             abandoned=len(rt.executions.abandoned()),
             held=len(rt.held),
         )
@@ -210,11 +212,13 @@ class Housekeeper:
         rt.redis.up()
         # store15/ops13 hook: the per-metric time series recorder is called here.
 
-    def _others_alive(self) -> int:
+    def threads(self) -> list[threading.Thread]:
+        """The threads this process needs alive (abandoned slots are not counted)."""
         threads = [self.committer.thread, self.thread]
+        threads += [s.thread for s in self.slots.slots() if s.thread and not s.abandoned]
         if self.event_loop is not None:
             threads.append(self.event_loop.thread)
-        return sum(1 for t in threads if t.is_alive())
+        return threads
 
     def resize(self) -> None:
         total = self.rt.capacity.released

@@ -92,12 +92,11 @@ class Worker:
         if self.event_loop is None:
             self.slots.submit(chains)
             return
-        definitions = self.rt.definitions
+        async_types = self.rt.async_types
         to_loop: list[Chain] = []
         to_slots: list[Chain] = []
         for chain in chains:
-            first = definitions.get(chain.jobs[0].type)
-            (to_loop if first is not None and first.is_async else to_slots).append(chain)
+            (to_loop if chain.jobs[0].type in async_types else to_slots).append(chain)
         self.event_loop.submit(to_loop)
         if to_slots:
             self.slots.submit(to_slots)

@@ -154,7 +154,8 @@ class Runtime:
         self.clock_offset_ms = 0  # Redis time minus local time
         handled = frozenset(app.definitions)
         self.lockable_types = handled & set(settings.types) if settings.types else handled
-        self.has_async = any(d.is_async for d in app.definitions.values())
+        self.async_types = frozenset(t for t, d in app.definitions.items() if d.is_async)
+        self.has_async = bool(self.async_types)
 
     def now_ms(self) -> int:
         """Redis's clock, as well as this process knows it."""
@@ -211,7 +212,7 @@ class Runtime:
         A refusal turns the execution into a failure (a lost lock or changed variables
         rerun it without consuming a retry; anything else consumes one)."""
         ctx = execution.ctx
-        if ctx is None:
+        if ctx is None or not ctx.asked_for_more:
             return None
         try:
             effects = ctx.effects()

@@ -26,8 +26,10 @@ log = logging.getLogger("rexec.worker")
 FLUSH_EVERY = 64  # executions per hand-off to the committer
 FLUSH_AFTER_S = 0.003
 RELEASE_EVERY = 16  # chains per capacity release
-STUCK_AFTER_S = 0.005  # a handler running this long frees its slot's share of the buffer
-EMA = 0.05
+STUCK_AFTER_S = 0.05  # a handler running this long frees its slot's share of the buffer
+EMA = 0.2
+WINDOW = 32  # jobs per timing sample: the least wall time of a window is the handler's
+# own waiting, without the time spent waiting for the GIL held by other slots
 
 
 class Slot:
@@ -37,6 +39,9 @@ class Slot:
     def __init__(self, number: int) -> None:
         self.number = number
         self.current: Execution | None = None
+        self.window_wall = float("inf")
+        self.window_cpu = 0.0
+        self.window_jobs = 0
         self.abandoned = False
         self.waiting = False
         self.thread: threading.Thread | None = None
@@ -75,9 +80,9 @@ class Slots:
         slot.thread = threading.Thread(
             target=self._loop, args=(slot,), name=f"rexec-slot-{slot.number}", daemon=True
         )
+        slot.thread.start()
         with self._cond:
             self._slots.append(slot)
-        slot.thread.start()
 
     def submit(self, chains: Sequence[Chain]) -> None:
         self._chains.extend(chains)
@@ -109,15 +114,18 @@ class Slots:
         if not self._chains:
             return
         with self._cond:
-            waiting = sum(1 for s in self._slots if s.waiting)
-            running = len(self._slots) - waiting
+            running = self.busy_locked()
+            waiting = len(self._slots) - running
             wake = min(waiting, len(self._chains), self.wanted() - running)
             if wake > 0:
                 self._cond.notify(wake)
 
     def busy(self) -> int:
         with self._cond:
-            return sum(1 for s in self._slots if not s.waiting)
+            return self.busy_locked()
+
+    def busy_locked(self) -> int:
+        return sum(1 for s in self._slots if not s.waiting)
 
     def slots(self) -> list[Slot]:
         with self._cond:
@@ -126,12 +134,6 @@ class Slots:
     def stop(self) -> None:
         with self._cond:
             self._cond.notify_all()
-
-    def alive(self) -> tuple[int, int]:
-        """Slot threads alive, and expected (abandoned ones excluded)."""
-        slots = self.slots()
-        live = [s for s in slots if not s.abandoned]
-        return sum(1 for s in live if s.thread and s.thread.is_alive()), len(live)
 
     # -- timeouts (called by the housekeeper) ---------------------------------------------
 
@@ -151,19 +153,25 @@ class Slots:
     # -- one slot ---------------------------------------------------------------------------
 
     def _take(self, slot: Slot, done: list[Execution], releases: list[int]) -> Chain | None:
-        try:
-            return self._chains.popleft()
-        except IndexError:
-            pass
+        if self.busy() <= self.wanted():
+            try:
+                return self._chains.popleft()
+            except IndexError:
+                pass
         self._flush(done, releases)
         with self._cond:
             slot.waiting = True
             try:
-                while not self._chains:
-                    if self.rt.stopping.is_set():
-                        return None
-                    self._cond.wait(1.0)
-                return self._chains.popleft()
+                while not self.rt.stopping.is_set():
+                    # Rest while the buffer is empty, or while more slots run than the
+                    # handlers need (this one is not counted while it waits).
+                    if self._chains and self.busy_locked() < self.wanted():
+                        try:
+                            return self._chains.popleft()
+                        except IndexError:
+                            pass
+                    self._cond.wait(0.5)
+                return None
             finally:
                 slot.waiting = False
 
@@ -208,8 +216,7 @@ class Slots:
                 self._give_back(rest)
                 return False
             job = jobs[0]
-            definition = rt.definitions.get(job.type)
-            if definition is not None and definition.is_async and self._to_event_loop:
+            if job.type in rt.async_types and self._to_event_loop:
                 self._to_event_loop(chain)  # the rest of the chain moves, whole
                 return True
             jobs.popleft()
@@ -255,10 +262,19 @@ class Slots:
         wall = time.perf_counter() - wall
         slot.current = None
         rt.metrics.execution_time(wall * 1000)
-        self.wall_ema += EMA * (wall - self.wall_ema)
-        self.cpu_ema += EMA * (max(cpu, 1e-6) - self.cpu_ema)
+        self._sample(slot, wall, cpu)
         if not rt.handler_ended(execution, result, error):
             self._returned_late(slot, execution)
+
+    def _sample(self, slot: Slot, wall: float, cpu: float) -> None:
+        slot.window_wall = min(slot.window_wall, wall)
+        slot.window_cpu += cpu
+        slot.window_jobs += 1
+        if slot.window_jobs >= WINDOW:
+            cpu_mean = max(slot.window_cpu / slot.window_jobs, 1e-6)
+            self.wall_ema += EMA * (max(slot.window_wall, cpu_mean) - self.wall_ema)
+            self.cpu_ema += EMA * (cpu_mean - self.cpu_ema)
+            slot.window_wall, slot.window_cpu, slot.window_jobs = float("inf"), 0.0, 0
 
     def _returned_late(self, slot: Slot, execution: Execution) -> None:
         """The handler returned after its execution timed out: it owns nothing, but
