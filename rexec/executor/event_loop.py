@@ -1,4 +1,8 @@
-"""The event loop: runs chains of ``async def`` handlers, ``concurrency`` at a time.
+"""The event loop: runs chains of ``async def`` handlers, many at a time.
+
+A coroutine costs little while it waits, so a process runs up to
+``max(concurrency, ASYNC_MIN_INFLIGHT)`` async chains at once, each on one of as many
+long-lived runner coroutines (no task per job).
 
 The acquirer hands it a whole acquisition's chains in one call; it runs each job of a
 chain in order, and passes finished executions to the committer every few
@@ -25,6 +29,7 @@ from rexec.job import Job
 log = logging.getLogger("rexec.worker")
 
 FLUSH_AFTER_S = 0.002
+ASYNC_MIN_INFLIGHT = 64
 
 
 class EventLoop:
@@ -42,6 +47,9 @@ class EventLoop:
         self._to_slots = to_slots
         self._waiting: deque[Chain] = deque()  # owned by the loop thread
         self._running = 0
+        self._work = asyncio.Event()
+        self._runners: list[asyncio.Task[None]] = []
+        self.inflight = max(rt.settings.concurrency, ASYNC_MIN_INFLIGHT)
         self._done: list[Execution] = []
         self._flush_scheduled = False
         self.current: set[Execution] = set()  # read by the housekeeper (timeouts)
@@ -80,6 +88,7 @@ class EventLoop:
     def run(self) -> None:
         asyncio.set_event_loop(self.loop)
         self.loop.call_soon(self._heartbeat)
+        self.loop.call_soon(self._start_runners)
         backoff = Backoff()
         while not self._closed:
             try:
@@ -99,13 +108,26 @@ class EventLoop:
 
     def _accept(self, chains: list[Chain]) -> None:
         self._waiting.extend(chains)
-        self._start_more()
+        self._work.set()
 
-    def _start_more(self) -> None:
-        while self._waiting and self._running < self.rt.settings.concurrency:
-            chain = self._waiting.popleft()
-            self._running += 1
-            self.loop.create_task(self._run_chain(chain))
+    def _start_runners(self) -> None:
+        self._runners = [self.loop.create_task(self._runner()) for _ in range(self.inflight)]
+
+    async def _runner(self) -> None:
+        while True:
+            try:
+                while not self._waiting:
+                    self._work.clear()
+                    await self._work.wait()
+                chain = self._waiting.popleft()
+                self._running += 1
+                try:
+                    await self._run_chain(chain)
+                finally:
+                    self._running -= 1
+            except Exception:
+                log.exception("%s: event loop runner error; going on", self.rt.id)
+                await asyncio.sleep(0.1)
 
     def _finished(self, execution: Execution) -> None:
         self._done.append(execution)
@@ -127,10 +149,8 @@ class EventLoop:
             self._give_back(list(chain.jobs))
             chain.jobs.clear()
         finally:
-            self._running -= 1
             if not handed_on:
                 self.rt.capacity.give(1)
-            self._start_more()
 
     async def _run_jobs(self, chain: Chain) -> bool:
         rt = self.rt
@@ -152,7 +172,9 @@ class EventLoop:
             if execution.outcome is None and not await self._execute(execution):
                 return True  # timed out and abandoned: the housekeeper has the rest
             follow_ups = None
-            if execution.outcome == COMPLETED and execution.ctx is not None:
+            ctx = execution.ctx
+            if execution.outcome == COMPLETED and ctx is not None and ctx.asked_for_more:
+                # The commit waits on Redis: in a helper thread, never on the loop.
                 follow_ups = await asyncio.to_thread(rt.commit_effects, execution)
             if follow_ups is None:
                 self._finished(execution)

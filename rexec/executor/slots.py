@@ -11,6 +11,7 @@ thread per process with no GIL contention, slow ones by all of them.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections import deque
@@ -101,15 +102,13 @@ class Slots:
         """How many slots should be running: one per CPU's worth of handler time,
         plus one for each slot whose handler has run long."""
         ratio = self.wall_ema / self.cpu_ema if self.cpu_ema > 0 else 1.0
-        # Slots running side by side wait for each other's GIL: discount that share.
-        ratio -= 0.5 * max(0, self.busy_locked() - 1)
         now = time.monotonic()
         stuck = 0
         for slot in self._slots:
             current = slot.current
             if current is not None and now - current.started > STUCK_AFTER_S:
                 stuck += 1
-        return min(self.concurrency, max(1, round(ratio)) + stuck)
+        return min(self.concurrency, max(1, math.ceil(ratio - 0.05)) + stuck)
 
     def rebalance(self) -> None:
         """Wakes waiting slots when the buffer has work and too few are running."""
@@ -269,13 +268,12 @@ class Slots:
             self._returned_late(slot, execution)
 
     def _sample(self, slot: Slot, wall: float, cpu: float) -> None:
-        slot.window_wall = wall if slot.window_jobs == 0 else slot.window_wall + wall
+        slot.window_wall = min(slot.window_wall, wall)
         slot.window_cpu += cpu
         slot.window_jobs += 1
         if slot.window_jobs >= WINDOW:
             cpu_mean = max(slot.window_cpu / slot.window_jobs, 1e-6)
-            wall_mean = slot.window_wall / slot.window_jobs
-            self.wall_ema += EMA * (max(wall_mean, cpu_mean) - self.wall_ema)
+            self.wall_ema += EMA * (max(slot.window_wall, cpu_mean) - self.wall_ema)
             self.cpu_ema += EMA * (cpu_mean - self.cpu_ema)
             slot.window_wall, slot.window_cpu, slot.window_jobs = float("inf"), 0.0, 0
 
