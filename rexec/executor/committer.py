@@ -194,7 +194,7 @@ class Committer:
                 job.id,
                 job.type,
                 safe_str(exc),
-                exc_info=True,
+                exc_info=not is_transient(exc),
             )
             return
         if conflict:

@@ -18,12 +18,13 @@ from typing import Any
 import orjson
 
 from rexec import metrics as m
-from rexec.errors import JobTimeoutError, safe_str
+from rexec.errors import JobTimeoutError, is_transient, safe_str
 from rexec.executor.committer import Committer
 from rexec.executor.event_loop import EventLoop
 from rexec.executor.execution import Chain, Execution
+from rexec.executor.pacing import Slot
 from rexec.executor.runtime import Runtime
-from rexec.executor.slots import Slot, Slots
+from rexec.executor.slots import Slots
 from rexec.status import Status
 
 log = logging.getLogger("rexec.worker")
@@ -94,15 +95,15 @@ class Housekeeper:
         try:
             call()
         except Exception as exc:
+            if is_transient(exc):  # Redis away: said once per outage, no traceback
+                self.rt.redis.down(exc)
+                return
             failures = self._failing.get(name, 0) + 1
             self._failing[name] = failures
-            if failures == 1:  # once per streak, with its traceback
-                log.warning("%s: %s failed; retrying: %s", self.rt.id, name, safe_str(exc),
-                            exc_info=True)  # fmt: skip
-            from rexec.errors import is_transient
-
-            if is_transient(exc):
-                self.rt.redis.down(exc)
+            if failures == 1:  # a bug: once per streak, with its traceback
+                log.warning(
+                    "%s: %s failed; retrying: %s", self.rt.id, name, safe_str(exc), exc_info=True
+                )
         else:
             if self._failing.pop(name, 0):
                 log.info("%s: %s works again", self.rt.id, name)

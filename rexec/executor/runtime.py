@@ -21,7 +21,15 @@ from rexec.errors import (
     is_transient,
     safe_str,
 )
-from rexec.executor.execution import COMPLETED, FAILED, Chain, Execution, Executions, Held
+from rexec.executor.execution import (
+    COMPLETED,
+    FAILED,
+    Chain,
+    Execution,
+    Executions,
+    Held,
+    describe,
+)
 from rexec.job import Job
 from rexec.settings import WorkerSettings
 from rexec.store import Store
@@ -194,8 +202,6 @@ class Runtime:
             details = "".join(traceback.format_exception(error))
             return self.executions.decide(execution, FAILED, error, details)
         if result is not None:
-            from rexec.executor.execution import describe
-
             if hasattr(result, "close") and hasattr(result, "__await__"):
                 result.close()  # a coroutine never awaited: do not warn about it later
             error = HandlerError(

@@ -2,16 +2,14 @@
 
 A slot takes a chain from the buffer and runs its jobs on its own thread — no hand-off
 per job — collecting finished executions and passing them to the committer in groups.
-Up to ``concurrency`` slots exist, but only as many run as the handlers need: a slot
-measures how long its handlers wait (wall time minus CPU time), and more slots are
-woken only when handlers block on I/O or run long. Fast handlers are thus run by one
-thread per process with no GIL contention, slow ones by all of them.
+Up to ``concurrency`` slots exist, but only as many run as the handlers need (see
+:mod:`~rexec.executor.pacing`): fast handlers are run by one or two threads per process
+with little GIL contention, handlers that wait on I/O or run long by all of them.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
 from collections import deque
@@ -19,6 +17,7 @@ from collections.abc import Callable, Sequence
 
 from rexec import metrics as m
 from rexec.executor.execution import COMPLETED, Chain, Execution
+from rexec.executor.pacing import Pacing, Slot
 from rexec.executor.runtime import Backoff, Runtime
 from rexec.job import Job
 
@@ -27,25 +26,6 @@ log = logging.getLogger("rexec.worker")
 FLUSH_EVERY = 64  # executions per hand-off to the committer
 FLUSH_AFTER_S = 0.003
 RELEASE_EVERY = 16  # chains per capacity release
-STUCK_AFTER_S = 0.05  # a handler running this long frees its slot's share of the buffer
-EMA = 0.2
-WINDOW = 32  # jobs per timing sample: the least wall time of a window is the handler's
-# own waiting, without the time spent waiting for the GIL held by other slots
-
-
-class Slot:
-    """One slot thread's state, written by it alone (the housekeeper reads
-    ``current`` to enforce timeouts)."""
-
-    def __init__(self, number: int) -> None:
-        self.number = number
-        self.current: Execution | None = None
-        self.window_wall = float("inf")
-        self.window_cpu = 0.0
-        self.window_jobs = 0
-        self.abandoned = False
-        self.waiting = False
-        self.thread: threading.Thread | None = None
 
 
 class Slots:
@@ -65,9 +45,7 @@ class Slots:
         self._cond = threading.Condition()
         self._slots: list[Slot] = []
         self._numbers = 0
-        # Handler timing (statistics, not job state: a lost update is harmless).
-        self.wall_ema = 0.0
-        self.cpu_ema = 0.0
+        self.pacing = Pacing()
 
     # -- the buffer -------------------------------------------------------------------------
 
@@ -99,16 +77,7 @@ class Slots:
                 return chains
 
     def wanted(self) -> int:
-        """How many slots should be running: one per CPU's worth of handler time,
-        plus one for each slot whose handler has run long."""
-        ratio = self.wall_ema / self.cpu_ema if self.cpu_ema > 0 else 1.0
-        now = time.monotonic()
-        stuck = 0
-        for slot in self._slots:
-            current = slot.current
-            if current is not None and now - current.started > STUCK_AFTER_S:
-                stuck += 1
-        return min(self.concurrency, max(1, math.ceil(ratio - 0.05)) + stuck)
+        return self.pacing.wanted(self._slots, self.concurrency)
 
     def rebalance(self) -> None:
         """Wakes waiting slots when the buffer has work and too few are running."""
@@ -263,19 +232,9 @@ class Slots:
         wall = time.perf_counter() - wall
         slot.current = None
         rt.metrics.execution_time(wall * 1000)
-        self._sample(slot, wall, cpu)
+        self.pacing.sample(slot, wall, cpu)
         if not rt.handler_ended(execution, result, error):
             self._returned_late(slot, execution)
-
-    def _sample(self, slot: Slot, wall: float, cpu: float) -> None:
-        slot.window_wall = min(slot.window_wall, wall)
-        slot.window_cpu += cpu
-        slot.window_jobs += 1
-        if slot.window_jobs >= WINDOW:
-            cpu_mean = max(slot.window_cpu / slot.window_jobs, 1e-6)
-            self.wall_ema += EMA * (max(slot.window_wall, cpu_mean) - self.wall_ema)
-            self.cpu_ema += EMA * (cpu_mean - self.cpu_ema)
-            slot.window_wall, slot.window_cpu, slot.window_jobs = float("inf"), 0.0, 0
 
     def _returned_late(self, slot: Slot, execution: Execution) -> None:
         """The handler returned after its execution timed out: it owns nothing, but
