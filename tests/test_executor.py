@@ -299,7 +299,9 @@ def test_node_banner_failure_lines_and_json_logs(faulty: Cluster) -> None:
     node = faulty.start_node(**NODE, log_format="json")
     faulty.wait_for(lambda: settled(faulty, [bad]), "the failure")
     faulty.stop_node(node)
-    lines = [orjson.loads(x) for x in faulty.node_logs().splitlines() if x.startswith("{")]
+    text = (faulty.tmp_path / "node-0.log").read_text()
+    lines = [orjson.loads(x) for x in text.splitlines() if x.startswith("{")]
+    assert not [x for x in lines if x["level"] == "ERROR"], lines
     messages = [x["message"] for x in lines]
     assert any("rexec 0.1.0 node" in m and faulty.namespace in m for m in messages), messages
     assert any("job type 'misbehave'" in m and "RetryCycle" in m for m in messages)

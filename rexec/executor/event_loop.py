@@ -80,8 +80,23 @@ class EventLoop:
         return self._running
 
     def close(self) -> None:
+        """Cancels the runners and stops the loop (their tasks end cleanly)."""
         self._closed = True
-        self.loop.call_soon_threadsafe(self.loop.stop)
+        try:
+            self.loop.call_soon_threadsafe(self._cancel_runners)
+        except RuntimeError:  # the loop is closed already
+            return
+        self.thread.join(2.0)
+
+    def _cancel_runners(self) -> None:
+        for runner in self._runners:
+            runner.cancel()
+
+        async def stop_when_done() -> None:
+            await asyncio.gather(*self._runners, return_exceptions=True)
+            self.loop.stop()
+
+        self.loop.create_task(stop_when_done())
 
     # -- the loop thread ---------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 
 from rexec import metrics as m
+from rexec.acquisition import BackoffJobAcquisitionStrategy
 from rexec.errors import JobTimeoutError, is_transient, safe_str
 from rexec.executor.committer import Committer
 from rexec.executor.event_loop import EventLoop
@@ -55,6 +56,7 @@ class Housekeeper:
         self._failing: dict[str, int] = {}  # duty -> consecutive failures
         self.thread = threading.Thread(target=self.run, name="rexec-housekeeping", daemon=True)
         self.saturated = False  # set by the acquirer
+        self.strategy: BackoffJobAcquisitionStrategy | None = None  # its levels, for show
         self._completed_before = 0
 
     def run(self) -> None:
@@ -201,6 +203,10 @@ class Housekeeper:
         pipe.zadd(rt.keys.heartbeats, {rt.id: rt.now_ms()})
         threads = self.threads()
         dead = [t.name for t in threads if not t.is_alive()]
+        if self.strategy is not None:
+            self.info.update(
+                idle_level=self.strategy.idle_level, backoff_level=self.strategy.backoff_level
+            )
         self.info.update(
             threads_alive=len(threads) - len(dead),
             threads_expected=len(threads),

@@ -82,6 +82,7 @@ class Worker:
         )
         self.acquirer = Acquirer(rt, self._dispatch, self._saturated)
         self.strategy = self.acquirer.strategy
+        self.housekeeper.strategy = self.strategy
 
     def _to_slots(self, chains: Sequence[Chain]) -> None:
         self.slots.submit(chains)
