@@ -217,7 +217,7 @@ class Housekeeper:
         pipe.hset(rt.keys.workers, rt.id, orjson.dumps(self.info))
         pipe.execute()
         rt.redis.up()
-        # store15/ops13 hook: the per-metric time series recorder is called here.
+        # Hook: the cockpit's per-metric time-series recorder is called here, once a flush.
 
     def threads(self) -> list[threading.Thread]:
         """The threads this process needs alive (abandoned slots are not counted)."""

@@ -1,8 +1,9 @@
 """Pacing: how many slots should run, from how the handlers spend their time.
 
 Each slot times its handlers (wall and thread CPU time). Over a window of jobs, the
-least wall time is the handler's own waiting (network, sleep) without the time spent
-waiting for the GIL held by other slots; ``ceil(wall / cpu)`` slots keep one CPU busy.
+median wall time is the handler's typical waiting (network, sleep), little inflated by
+the occasional wait for the GIL held by other threads; ``ceil(wall / cpu)`` slots keep
+one CPU busy.
 A slot whose handler has run STUCK_AFTER_S is not counted as available, so one hung
 handler never holds up the rest of the buffer. The figures are statistics, written
 without a lock by the slots: a lost update is harmless.
@@ -29,7 +30,7 @@ class Slot:
     def __init__(self, number: int) -> None:
         self.number = number
         self.current: Execution | None = None
-        self.window_wall = float("inf")
+        self.window_walls: list[float] = []
         self.window_cpu = 0.0
         self.window_jobs = 0
         self.abandoned = False
@@ -43,14 +44,18 @@ class Pacing:
         self.cpu_ema = 0.0
 
     def sample(self, slot: Slot, wall: float, cpu: float) -> None:
-        slot.window_wall = min(slot.window_wall, wall)
+        walls = slot.window_walls
+        walls.append(wall)
         slot.window_cpu += cpu
         slot.window_jobs += 1
         if slot.window_jobs >= WINDOW:
             cpu_mean = max(slot.window_cpu / slot.window_jobs, 1e-6)
-            self.wall_ema += EMA * (max(slot.window_wall, cpu_mean) - self.wall_ema)
+            walls.sort()
+            median = walls[len(walls) // 2]
+            self.wall_ema += EMA * (max(median, cpu_mean) - self.wall_ema)
             self.cpu_ema += EMA * (cpu_mean - self.cpu_ema)
-            slot.window_wall, slot.window_cpu, slot.window_jobs = float("inf"), 0.0, 0
+            walls.clear()
+            slot.window_cpu, slot.window_jobs = 0.0, 0
 
     def wanted(self, slots: Sequence[Slot], concurrency: int) -> int:
         """How many slots should be running."""

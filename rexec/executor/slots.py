@@ -165,7 +165,10 @@ class Slots:
                     return
                 if not self._run_chain(slot, chain, done):
                     releases[0] += 1
-                if releases[0] >= RELEASE_EVERY or len(done) >= FLUSH_EVERY:
+                # Released in groups, but small ones when the buffer is small: freed room
+                # must reach the acquirer before the other slots run dry.
+                every = min(RELEASE_EVERY, self.rt.capacity.limit // (4 * self.concurrency))
+                if releases[0] >= max(1, every) or len(done) >= FLUSH_EVERY:
                     self._flush(done, releases)
                 backoff.ok()
             except BaseException:
