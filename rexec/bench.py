@@ -116,12 +116,15 @@ def bench_one_instance(
     }
 
 
-def enqueue_plain(store: Store, count: int, **fields: Any) -> None:
+def enqueue_plain(store: Store, count: int, job_type: str = "noop", **fields: Any) -> None:
     chunk = 20_000
     for start in range(0, count, chunk):
         store.enqueue(
-            [NewJob("noop", exclusive=False, **fields) for _ in range(min(chunk, count - start))]
+            [NewJob(job_type, exclusive=False, **fields) for _ in range(min(chunk, count - start))]
         )
+
+
+DRAIN_JOBS = ("noop", "rpush", "arpush", "sleep-ms")
 
 
 # -- store ----------------------------------------------------------------------------------
@@ -269,23 +272,44 @@ def _wait_for_workers(app: App, cluster: LocalCluster, count: int) -> None:
 
 
 def bench_drain(
-    url: str, jobs: int, processes: int, concurrency: int, console: Console
+    url: str,
+    jobs: int,
+    processes: int,
+    concurrency: int,
+    console: Console,
+    *,
+    job: str = "noop",
+    sleep_ms: float = 1.0,
+    rtt_ms: float = 0.0,
 ) -> dict[str, Any]:
+    """Drains ``jobs`` jobs of body ``job`` with one node; the clock includes its
+    start-up. With ``rtt_ms``, the workers reach Redis through a delay proxy."""
+    from rexec.bench_app import rpush_key
+    from rexec.bench_proxy import DelayProxy
+    from rexec.codec import pack
+
     ns = fresh_namespace("bench-drain")
     app = App(url, namespace=ns)
     results: dict[str, Any] = {
         "benchmark": "drain",
-        "environment": environment(app.client),
+        "environment": {**environment(app.client), "load_average": os.getloadavg()},
         "parameters": {
             "jobs": jobs,
+            "job": job if job != "sleep-ms" else f"sleep-ms {sleep_ms:g}",
+            "rtt_ms": rtt_ms,
             "nodes": 1,
             "processes": processes,
             "concurrency": concurrency,
         },
     }
-    console.print(f"drain: enqueueing {jobs:,} no-op jobs ...")
-    enqueue_plain(app.store, jobs)
-    cluster = LocalCluster(_node_settings(url, ns, processes, concurrency), 1)
+    console.print(f"drain: enqueueing {jobs:,} {job} jobs ...")
+    if job == "sleep-ms":
+        enqueue_plain(app.store, jobs, "sleep", payload_raw=pack(sleep_ms, "payload"))
+    else:
+        enqueue_plain(app.store, jobs, job)
+    proxy = DelayProxy(url, rtt_ms).start() if rtt_ms > 0 else None
+    worker_url = proxy.url if proxy is not None else url
+    cluster = LocalCluster(_node_settings(worker_url, ns, processes, concurrency), 1)
     try:
         # The clock starts when the node starts: process start-up is part of the figure.
         started = time.perf_counter()
@@ -296,6 +320,10 @@ def bench_drain(
         elapsed = time.perf_counter() - started
     finally:
         cluster.stop()
+        if proxy is not None:
+            proxy.close()
+    if job in ("rpush", "arpush"):
+        results["handler_rpushes"] = app.client.llen(rpush_key(ns))
     stats = m.cluster_stats(app.store)
     results["seconds"] = round(elapsed, 3)
     results["jobs_per_s"] = round(jobs / elapsed)
@@ -537,6 +565,28 @@ def render(console: Console, result: dict[str, Any]) -> None:
     help="chaos: seconds of disruptions.",
 )
 @click.option("--seed", default=None, type=int, help="chaos: random seed, to repeat a run.")
+@click.option(
+    "--job",
+    type=click.Choice(DRAIN_JOBS),
+    default="noop",
+    show_default=True,
+    help="drain: the job body (rpush: one Redis RPUSH; arpush: the same, async;"
+    " sleep-ms: a handler blocked for --sleep-ms).",
+)
+@click.option(
+    "--sleep-ms",
+    type=click.FloatRange(0, 60_000),
+    default=1.0,
+    show_default=True,
+    help="drain: milliseconds each sleep-ms job blocks.",
+)
+@click.option(
+    "--rtt-ms",
+    type=click.FloatRange(0, 1000),
+    default=0.0,
+    show_default=True,
+    help="drain: round-trip delay added between the workers and Redis by a proxy.",
+)
 def bench_command(  # noqa: PLR0917 - one parameter per click option
     which: str,
     redis_url: str | None,
@@ -551,6 +601,9 @@ def bench_command(  # noqa: PLR0917 - one parameter per click option
     chaos_jobs: int,
     chaos_seconds: float,
     seed: int | None,
+    job: str,
+    sleep_ms: float,
+    rtt_ms: float,
 ) -> None:
     """Measure rexec on this machine: store, drain, latency, cluster, soak, or all.
 
@@ -578,7 +631,16 @@ def bench_command(  # noqa: PLR0917 - one parameter per click option
             if name == "store":
                 result = bench_store(url, big, console)
             elif name == "drain":
-                result = bench_drain(url, jobs, processes, concurrency, console)
+                result = bench_drain(
+                    url,
+                    jobs,
+                    processes,
+                    concurrency,
+                    console,
+                    job=job,
+                    sleep_ms=sleep_ms,
+                    rtt_ms=rtt_ms,
+                )
             elif name == "latency":
                 result = bench_latency(url, samples, console)
             elif name == "soak":

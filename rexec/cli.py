@@ -1042,6 +1042,22 @@ def _lazy(module_name: str, attribute: str, what: str) -> Any:
     show_envvar=True,
     help="Address the health endpoints bind to (0.0.0.0 for probes from outside).",
 )
+@click.option(
+    "--log-level",
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+    default="INFO",
+    show_default=True,
+)
+@click.option(
+    "--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
+@click.option(
+    "--connect-timeout",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Give up (exit 1) when Redis is unreachable this many seconds at start-up;"
+    " by default a node waits for it, saying so every few seconds.",
+)
 @namespace_option(from_app=True)
 @redis_url_option(APP_URL_HELP)
 def worker(
@@ -1060,6 +1076,9 @@ def worker(
     metrics_token: str | None,
     health_port: int | None,
     health_host: str,
+    log_level: str,
+    log_format: str,
+    connect_timeout: float | None,
     redis_url: str | None,
     namespace: str | None,
     **strategy: Any,
@@ -1084,7 +1103,7 @@ def worker(
             os.environ[METRICS_TOKEN_ENV] = metrics_token  # for the node, never on argv
     load_app(app_path)
     worker_settings = _lazy("rexec.settings", "WorkerSettings", "the worker runtime")
-    run_node = _lazy("rexec.node", "run_node", "the worker runtime")
+    run_node = _lazy("rexec.executor.node", "run_node", "the worker runtime")
     settings = worker_settings(
         app_path=app_path,
         redis_url=redis_url,
@@ -1102,6 +1121,9 @@ def worker(
         metrics_host=metrics_host,
         health_port=health_port,
         health_host=health_host,
+        log_level=log_level.upper(),
+        log_format=log_format,
+        connect_timeout_s=connect_timeout,
     )
     click.get_current_context().exit(int(run_node(settings)))
 

@@ -143,6 +143,11 @@ class JobContext:
 
     # -- for the worker ------------------------------------------------------------------
 
+    @property
+    def asked_for_more(self) -> bool:
+        """Whether the handler asked for anything beyond its job's completion."""
+        return bool(self._changes or self._jobs or self._joins or self._end)
+
     def effects(self) -> Effects:
         """Everything the handler asked for, ready for ``Store.commit``."""
         pi = self.job.process_instance_id

@@ -83,3 +83,68 @@ class ScriptError(RexecError):
 
 class ConfigurationError(RexecError):
     """rexec was set up wrongly (bad URL, missing Redis, bad app path)."""
+
+
+class HandlerError(RexecError):
+    """A handler misbehaved in a way that is not an exception of its own: it returned a
+    value or an awaitable instead of ``None``."""
+
+
+# Reply prefixes Redis uses for conditions that pass: memory pressure, a failover in
+# progress, a server still loading its data set, a script or module busy.
+TRANSIENT_REPLIES = ("OOM", "READONLY", "LOADING", "BUSY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN")
+
+
+def reply_text(exc: BaseException) -> str:
+    """The Redis reply behind ``exc`` (a ScriptError keeps the ResponseError it came
+    from as its cause), else the exception's own text."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if type(seen).__module__.startswith("redis"):
+            code = getattr(seen, "status_code", None)
+            return f"{code} {safe_str(seen)}" if code else safe_str(seen)
+        seen = seen.__cause__
+    return safe_str(exc)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether ``exc`` says Redis is away or busy for now (retry later), rather than
+    that it refused the request itself (retrying would fail the same way)."""
+    import redis.exceptions as rx
+
+    transient = tuple(
+        getattr(rx, name)
+        for name in (
+            "ConnectionError",
+            "TimeoutError",
+            "BusyLoadingError",
+            "OutOfMemoryError",
+            "ReadOnlyError",
+            "TryAgainError",
+            "MasterDownError",
+            "ClusterDownError",
+        )
+        if hasattr(rx, name)
+    )
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, (*transient, ConnectionError, TimeoutError)):
+            return True
+        if isinstance(seen, rx.ResponseError):
+            code = getattr(seen, "status_code", None) or safe_str(seen).split(" ", 1)[0]
+            return str(code).lstrip("-") in TRANSIENT_REPLIES
+        seen = seen.__cause__
+    return False
+
+
+def safe_str(value: object) -> str:
+    """``str(value)`` that never raises and is always valid UTF-8 (lone surrogates
+    and the like replaced), so it can be stored and logged."""
+    try:
+        text = str(value)
+    except BaseException:  # a __str__ that raises is still an error to report
+        try:
+            text = f"<unprintable {type(value).__name__}>"
+        except BaseException:
+            text = "<unprintable>"
+    return text.encode("utf-8", "replace").decode("utf-8")

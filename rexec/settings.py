@@ -36,6 +36,13 @@ class WorkerSettings:
     metrics_host: str = "127.0.0.1"
     health_port: int | None = None
     health_host: str = "127.0.0.1"
+    log_level: str = "INFO"
+    log_format: str = "text"
+    connect_timeout_s: float | None = None
+    # A worker process is recycled once this many of its handlers are abandoned after
+    # a timeout (0: its concurrency), or one has been for abandoned_max_age_s.
+    abandoned_max: int = 0
+    abandoned_max_age_s: float = 300.0
 
     def __post_init__(self) -> None:
         if ":" not in self.app_path or self.app_path.startswith(":"):
@@ -48,6 +55,10 @@ class WorkerSettings:
             raise ConfigurationError(f"concurrency must be at least 1, got {self.concurrency}")
         if self.shutdown_timeout_s < 0:
             raise ConfigurationError("shutdown timeout must not be negative")
+        if self.log_format not in ("text", "json"):
+            raise ConfigurationError(
+                f"log format must be 'text' or 'json', got {self.log_format!r}"
+            )
         if self.acquisition not in ("atomic", "optimistic"):
             raise ConfigurationError(
                 f"acquisition must be 'atomic' or 'optimistic', got {self.acquisition!r}"

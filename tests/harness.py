@@ -31,10 +31,19 @@ WAIT_S = 20.0  # generous upper bound for any single condition; tests end far so
 class Cluster:
     """Nodes of one test, its producer app, and its view of the handlers' log."""
 
-    def __init__(self, redis_url: str, namespace: str, tmp_path: Path) -> None:
+    def __init__(
+        self,
+        redis_url: str,
+        namespace: str,
+        tmp_path: Path,
+        app_path: str = APP_PATH,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.redis_url = redis_url
         self.namespace = namespace
         self.tmp_path = tmp_path
+        self.app_path = app_path
+        self.env = env or {}
         self.app: App = make_app(redis_url, namespace)
         self.nodes: list[subprocess.Popen[bytes]] = []
         self._outputs: list[IO[bytes]] = []
@@ -44,7 +53,7 @@ class Cluster:
     def start_node(self, **settings: Any) -> subprocess.Popen[bytes]:
         """Starts ``run_node(WorkerSettings(APP, **settings))`` in a new session."""
         settings = {
-            "app_path": APP_PATH,
+            "app_path": self.app_path,
             "redis_url": self.redis_url,
             "namespace": self.namespace,
             "lock_ms": 1000,
@@ -52,7 +61,7 @@ class Cluster:
         }
         code = (
             "import sys\n"
-            "from rexec.node import run_node\n"
+            "from rexec.executor.node import run_node\n"
             "from rexec.settings import WorkerSettings\n"
             f"sys.exit(run_node(WorkerSettings(**{settings!r})))\n"
         )
@@ -62,6 +71,7 @@ class Cluster:
         )
         env["REXEC_REDIS_URL"] = self.redis_url
         env["REXEC_NAMESPACE"] = self.namespace
+        env.update(self.env)
         output = (self.tmp_path / f"node-{len(self.nodes)}.log").open("wb")
         self._outputs.append(output)
         node = subprocess.Popen(

@@ -381,7 +381,9 @@ class TestWorker:
             return kwargs
 
         _fake_module(monkeypatch, "rexec.settings", WorkerSettings=settings)
-        _fake_module(monkeypatch, "rexec.node", run_node=lambda s: 3 if s is not None else 0)
+        _fake_module(
+            monkeypatch, "rexec.executor.node", run_node=lambda s: 3 if s is not None else 0
+        )
         try:
             result = run(
                 "worker", f"{name}:app", "--processes", "3", "--types", "a, b,",
@@ -418,6 +420,9 @@ class TestWorker:
             "metrics_host": "127.0.0.1",
             "health_port": 8081,
             "health_host": "0.0.0.0",
+            "log_level": "INFO",
+            "log_format": "text",
+            "connect_timeout_s": None,
         }
 
     def test_metrics_beyond_loopback_need_a_token(self, run: Run) -> None:
@@ -443,7 +448,9 @@ class TestWorker:
         name = f"cliapp_{in_tmp.name.replace('-', '_')}"
         self._write_app(in_tmp, name)
         nodes_run: list[Any] = []
-        _fake_module(monkeypatch, "rexec.node", run_node=lambda s: nodes_run.append(s) or 0)
+        _fake_module(
+            monkeypatch, "rexec.executor.node", run_node=lambda s: nodes_run.append(s) or 0
+        )
         try:
             ok(run("worker", f"{name}:app", "--types", "a", "--lock-ms", "5000"))
         finally:

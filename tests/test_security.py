@@ -302,7 +302,7 @@ def start_node(url: str, namespace: str, tmp_path: Path) -> tuple[subprocess.Pop
     }
     code = (
         "import sys\n"
-        "from rexec.node import run_node\n"
+        "from rexec.executor.node import run_node\n"
         "from rexec.settings import WorkerSettings\n"
         f"sys.exit(run_node(WorkerSettings(**{settings!r})))\n"
     )

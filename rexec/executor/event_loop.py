@@ -1,0 +1,233 @@
+"""The event loop: runs chains of ``async def`` handlers, many at a time.
+
+A coroutine costs little while it waits, so a process runs up to
+``max(concurrency, ASYNC_MIN_INFLIGHT)`` async chains at once, each on one of as many
+long-lived runner coroutines (no task per job).
+
+The acquirer hands it a whole acquisition's chains in one call; it runs each job of a
+chain in order, and passes finished executions to the committer every few
+milliseconds. It never waits on Redis itself: a commit with effects runs in a helper
+thread, plain outcomes go to the committer. A chain that meets a ``def`` handler is
+handed, whole, to the slots. If ``run_forever`` is ever broken out of (a callback that
+raised ``SystemExit``), the loop is logged and started again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+
+from rexec.errors import JobTimeoutError
+from rexec.executor.execution import COMPLETED, Chain, Execution
+from rexec.executor.runtime import Backoff, Runtime
+from rexec.job import Job
+
+log = logging.getLogger("rexec.worker")
+
+FLUSH_AFTER_S = 0.002
+ASYNC_MIN_INFLIGHT = 64
+
+
+class EventLoop:
+    def __init__(
+        self,
+        rt: Runtime,
+        submit: Callable[[Sequence[Execution]], None],
+        give_back: Callable[[Sequence[Job]], None],
+        to_slots: Callable[[Sequence[Chain]], None],
+    ) -> None:
+        self.rt = rt
+        self.loop = asyncio.new_event_loop()
+        self._submit = submit
+        self._give_back = give_back
+        self._to_slots = to_slots
+        self._waiting: deque[Chain] = deque()  # owned by the loop thread
+        self._running = 0
+        self._work = asyncio.Event()
+        self._runners: list[asyncio.Task[None]] = []
+        self.inflight = max(rt.settings.concurrency, ASYNC_MIN_INFLIGHT)
+        self._done: list[Execution] = []
+        self._flush_scheduled = False
+        self.current: set[Execution] = set()  # read by the housekeeper (timeouts)
+        self.beat = time.monotonic()
+        self.thread = threading.Thread(target=self.run, name="rexec-event-loop", daemon=True)
+        self._closed = False
+
+    # -- from other threads ---------------------------------------------------------------
+
+    def submit(self, chains: Sequence[Chain]) -> None:
+        if chains:
+            self.loop.call_soon_threadsafe(self._accept, list(chains))
+
+    def submit_one(self, chain: Chain) -> None:
+        self.loop.call_soon_threadsafe(self._accept, [chain])
+
+    def take_all(self) -> list[Chain]:
+        """At shutdown: the chains not started yet (thread-safe via the loop)."""
+        if not self.thread.is_alive():
+            return []
+        future = asyncio.run_coroutine_threadsafe(self._take_all(), self.loop)
+        try:
+            return future.result(5.0)
+        except Exception:
+            return []
+
+    def busy(self) -> int:
+        return self._running
+
+    def close(self) -> None:
+        """Cancels the runners and stops the loop (their tasks end cleanly)."""
+        self._closed = True
+        try:
+            self.loop.call_soon_threadsafe(self._cancel_runners)
+        except RuntimeError:  # the loop is closed already
+            return
+        self.thread.join(2.0)
+
+    def _cancel_runners(self) -> None:
+        for runner in self._runners:
+            runner.cancel()
+
+        async def stop_when_done() -> None:
+            await asyncio.gather(*self._runners, return_exceptions=True)
+            self.loop.stop()
+
+        self.loop.create_task(stop_when_done())
+
+    # -- the loop thread ---------------------------------------------------------------------
+
+    def run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.call_soon(self._heartbeat)
+        self.loop.call_soon(self._start_runners)
+        backoff = Backoff()
+        while not self._closed:
+            try:
+                self.loop.run_forever()
+            except BaseException:
+                log.exception("%s: the event loop was broken out of; restarting it", self.rt.id)
+                time.sleep(backoff.failed())
+
+    def _heartbeat(self) -> None:
+        self.beat = time.monotonic()
+        self.loop.call_later(0.1, self._heartbeat)
+
+    async def _take_all(self) -> list[Chain]:
+        chains = list(self._waiting)
+        self._waiting.clear()
+        return chains
+
+    def _accept(self, chains: list[Chain]) -> None:
+        self._waiting.extend(chains)
+        self._work.set()
+
+    def _start_runners(self) -> None:
+        self._runners = [self.loop.create_task(self._runner()) for _ in range(self.inflight)]
+
+    async def _runner(self) -> None:
+        while True:
+            try:
+                while not self._waiting:
+                    self._work.clear()
+                    await self._work.wait()
+                chain = self._waiting.popleft()
+                self._running += 1
+                try:
+                    await self._run_chain(chain)
+                finally:
+                    self._running -= 1
+            except Exception:
+                log.exception("%s: event loop runner error; going on", self.rt.id)
+                await asyncio.sleep(0.1)
+
+    def _finished(self, execution: Execution) -> None:
+        self._done.append(execution)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.loop.call_later(FLUSH_AFTER_S, self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        done, self._done = self._done, []
+        self._submit(done)
+
+    async def _run_chain(self, chain: Chain) -> None:
+        handed_on = False
+        try:
+            handed_on = await self._run_jobs(chain)
+        except BaseException:
+            log.exception("%s: error running a chain on the event loop", self.rt.id)
+            self._give_back(list(chain.jobs))
+            chain.jobs.clear()
+        finally:
+            if not handed_on:
+                self.rt.capacity.give(1)
+
+    async def _run_jobs(self, chain: Chain) -> bool:
+        rt = self.rt
+        jobs = chain.jobs
+        while jobs:
+            if rt.stopping.is_set():
+                rest = list(jobs)
+                jobs.clear()
+                self._give_back(rest)
+                return False
+            job = jobs[0]
+            if job.type not in rt.async_types:
+                self._to_slots([chain])
+                return True
+            jobs.popleft()
+            if not rt.held.may_start(job):
+                continue
+            execution = rt.begin(job, chain)
+            if execution.outcome is None and not await self._execute(execution):
+                return True  # timed out and abandoned: the housekeeper has the rest
+            follow_ups = None
+            ctx = execution.ctx
+            if execution.outcome == COMPLETED and ctx is not None and ctx.asked_for_more:
+                # The commit waits on Redis: in a helper thread, never on the loop.
+                follow_ups = await asyncio.to_thread(rt.commit_effects, execution)
+            if follow_ups is None:
+                self._finished(execution)
+            else:
+                jobs.extendleft(reversed(follow_ups))
+        return False
+
+    async def _execute(self, execution: Execution) -> bool:
+        """Runs the handler; False if its execution was decided elsewhere (timed out
+        while it ignored its cancellation)."""
+        rt = self.rt
+        ok, payload = rt.payload_of(execution)
+        if not ok:
+            return True
+        assert execution.definition is not None and execution.ctx is not None
+        result: object = None
+        error: BaseException | None = None
+        timeout = execution.definition.timeout_ms
+        self.current.add(execution)
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(timeout / 1000 if timeout else None):
+                result = await execution.definition.handler(execution.ctx, payload)
+        except TimeoutError as exc:
+            if execution.deadline is not None and time.monotonic() >= execution.deadline:
+                error = JobTimeoutError(
+                    f"job {execution.job.id} ({execution.job.type}) ran past its timeout"
+                    f" of {timeout} ms"
+                )
+            else:
+                error = exc
+        except BaseException as exc:  # SystemExit, CancelledError: the job fails
+            error = exc
+        finally:
+            self.current.discard(execution)
+        rt.metrics.execution_time((time.perf_counter() - started) * 1000)
+        if rt.handler_ended(execution, result, error):
+            return True
+        if rt.executions.returned(execution):
+            self._finished(execution)
+        return False

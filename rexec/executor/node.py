@@ -1,0 +1,259 @@
+"""A node: the supervisor of N worker processes (``rexec worker``).
+
+The supervisor starts the processes with plain settings (each connects on its own),
+restarts one that dies, and on SIGTERM/SIGINT asks them to stop: they stop acquiring,
+let running jobs finish within the shutdown timeout and give back the rest. A second
+signal ends everything at once.
+
+Each process beats into a small shared array (its housekeeper's tick): the supervisor
+kills and restarts one whose beat stops for WEDGED_AFTER_S, and recycles (stops
+gracefully, then restarts) one that holds too many handlers abandoned after their
+timeout — ``abandoned_max`` of them (default: its concurrency), or one abandoned for
+``abandoned_max_age_s`` — since Python cannot stop a thread. :meth:`Node.health` is
+that view, for health endpoints.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import multiprocessing
+import os
+import signal
+import socket
+import time
+from multiprocessing.process import BaseProcess
+from types import FrameType
+from typing import Any
+
+import redis
+
+from rexec.errors import ConfigurationError, safe_str
+from rexec.executor.logs import banner, configure_logging, mask_url
+from rexec.executor.process import worker_process_main
+from rexec.settings import WorkerSettings, load_app
+
+log = logging.getLogger("rexec.node")
+
+RESTART_BACKOFF_MAX_S = 5.0
+WEDGED_AFTER_S = 60.0
+WAITING_SAY_EVERY_S = 5.0
+
+
+class Node:
+    def __init__(self, settings: WorkerSettings) -> None:
+        self.node_id = settings.node_id or f"{socket.gethostname()}-{os.getpid()}"
+        self.settings = dataclasses.replace(settings, node_id=self.node_id)
+        self._context = multiprocessing.get_context("spawn")
+        self._processes: dict[int, BaseProcess] = {}
+        self._health: dict[int, Any] = {}
+        self._restarts: dict[int, int] = {}
+        self._recycling: dict[int, float] = {}  # index -> when it was asked to stop
+        self._signals = 0
+        self._asked_to_stop: set[int] = set()  # workers that were running at the signal
+        self.restarted = 0
+        self.abandoned_max = settings.abandoned_max or settings.concurrency
+
+    def _serve_metrics(self, port: int) -> None:
+        # Read from Redis like the cockpit does: the runtime never imports it.
+        from rexec.prometheus import serve_metrics
+
+        app = load_app(self.settings)
+        server = serve_metrics(app, port, node=self.node_id)
+        log.info("node %s: Prometheus metrics on port %d", self.node_id, server.port)
+
+    def _start(self, index: int) -> None:
+        health = self._context.Array("d", [time.monotonic(), 0.0, 0.0], lock=False)
+        process = self._context.Process(
+            target=worker_process_main,
+            args=(self.settings, index, self.node_id, health),
+            name=f"rexec-worker-{index}",
+            daemon=False,
+        )
+        process.start()
+        self._processes[index] = process
+        self._health[index] = health
+        self._recycling.pop(index, None)
+
+    def health(self) -> list[dict[str, Any]]:
+        """Per worker process: alive, seconds since its last beat, abandoned handlers,
+        and whether it is wedged (alive but not beating)."""
+        now = time.monotonic()
+        report = []
+        for index, process in sorted(self._processes.items()):
+            beat, abandoned, oldest = self._health[index][:]
+            age = max(0.0, now - beat)
+            report.append(
+                {
+                    "index": index,
+                    "pid": process.pid,
+                    "alive": process.is_alive(),
+                    "beat_age_s": round(age, 3),
+                    "abandoned": int(abandoned),
+                    "oldest_abandoned_s": round(oldest, 1),
+                    "wedged": process.is_alive() and age > WEDGED_AFTER_S,
+                }
+            )
+        return report
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self._signals += 1
+        if self._signals == 1:
+            log.info("node %s: stopping (signal %d)", self.node_id, signum)
+            for process in self._processes.values():
+                if process.pid is not None and process.is_alive():
+                    self._asked_to_stop.add(process.pid)
+                    os.kill(process.pid, signal.SIGTERM)
+        else:
+            log.warning("node %s: second signal, stopping at once", self.node_id)
+            for process in self._processes.values():
+                if process.pid is not None and process.is_alive():
+                    os.kill(process.pid, signal.SIGKILL)
+
+    def _check(self, index: int, process: BaseProcess) -> None:
+        """Recycles a live process with too many abandoned handlers; kills a wedged one."""
+        beat, abandoned, oldest = self._health[index][:]
+        now = time.monotonic()
+        if index in self._recycling:
+            grace = self.settings.shutdown_timeout_s + 10.0
+            if now - self._recycling[index] > grace and process.pid is not None:
+                os.kill(process.pid, signal.SIGKILL)
+            return
+        if now - beat > WEDGED_AFTER_S and process.pid is not None:
+            log.error(
+                "node %s: worker %d (pid %s) has not beaten for %.0f s; killing it",
+                self.node_id, index, process.pid, now - beat,
+            )  # fmt: skip
+            self._recycling[index] = now
+            os.kill(process.pid, signal.SIGKILL)
+        elif abandoned >= self.abandoned_max or (
+            abandoned and oldest > self.settings.abandoned_max_age_s
+        ):
+            log.warning(
+                "node %s: worker %d (pid %s) holds %d handler(s) abandoned after their"
+                " timeout (oldest %.0f s); recycling it",
+                self.node_id, index, process.pid, int(abandoned), oldest,
+            )  # fmt: skip
+            self._recycling[index] = now
+            if process.pid is not None:
+                os.kill(process.pid, signal.SIGTERM)
+
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        if self.settings.metrics_port is not None:
+            self._serve_metrics(self.settings.metrics_port)
+        for index in range(self.settings.processes):
+            self._start(index)
+        next_restart: dict[int, float] = {}
+        while self._signals == 0:
+            time.sleep(0.1)
+            for index, process in list(self._processes.items()):
+                if self._signals:
+                    break
+                if process.is_alive():
+                    self._check(index, process)
+                    continue
+                if index not in next_restart:
+                    count = self._restarts.get(index, 0)
+                    recycled = index in self._recycling
+                    delay = 0.0 if recycled else min(RESTART_BACKOFF_MAX_S, 0.1 * 2**count)
+                    next_restart[index] = time.monotonic() + delay
+                    log.warning(
+                        "node %s: worker %d (pid %s) %s with exit code %s; restarting in %.1fs",
+                        self.node_id,
+                        index,
+                        process.pid,
+                        "was recycled" if recycled else "died",
+                        process.exitcode,
+                        delay,
+                    )
+                elif time.monotonic() >= next_restart[index]:
+                    del next_restart[index]
+                    self._restarts[index] = self._restarts.get(index, 0) + 1
+                    self.restarted += 1
+                    self._start(index)
+        deadline = time.monotonic() + self.settings.shutdown_timeout_s + 10.0
+        for process in self._processes.values():
+            process.join(max(0.0, deadline - time.monotonic()))
+        code = 0
+        for process in self._processes.values():
+            if process.is_alive():
+                process.kill()
+                process.join(5)
+                code = 1
+            elif (
+                process.exitcode not in (0, None)
+                and self._signals == 1
+                and process.pid in self._asked_to_stop
+            ):
+                # A worker that was asked to stop and failed to; one that had died before
+                # the signal (and waited for its restart) does not make the stop unclean.
+                code = 1
+        log.info("node %s: stopped", self.node_id)
+        return code
+
+
+def wait_for_redis(client: redis.Redis, url: str, timeout_s: float | None) -> None:
+    """Blocks until Redis answers, saying so every few seconds; containers may start
+    before Redis. Raises ConfigurationError on bad credentials at once, and when
+    ``timeout_s`` passes."""
+    started = time.monotonic()
+    said = started
+    while True:
+        try:
+            client.ping()
+            if time.monotonic() - started > 1.0:
+                log.info("Redis at %s answers now", mask_url(url))
+            return
+        except redis.AuthenticationError as exc:
+            # Wrong credentials do not heal by retrying: say so and stop.
+            raise ConfigurationError(f"Redis refused the credentials in the URL: {exc}") from exc
+        except redis.RedisError as exc:
+            waited = time.monotonic() - started
+            if timeout_s is not None and waited >= timeout_s:
+                raise ConfigurationError(
+                    f"Redis at {mask_url(url)} unreachable for {waited:.0f} s"
+                    f" (--connect-timeout {timeout_s:g}): {safe_str(exc)}"
+                ) from exc
+            if waited < 0.5 or time.monotonic() - said >= WAITING_SAY_EVERY_S:
+                said = time.monotonic()
+                log.warning(
+                    "waiting for Redis at %s (%s)%s",
+                    mask_url(url),
+                    safe_str(exc),
+                    "" if timeout_s is None else f"; giving up after {timeout_s:g} s",
+                )
+            time.sleep(0.5)
+
+
+def run_node(settings: WorkerSettings) -> int:
+    """Runs a node until it is signalled to stop; returns the exit code."""
+    configure_logging(settings.log_level, settings.log_format)
+    app = load_app(settings)  # fail fast on a bad APP, and pin the embedded Redis URL
+    settings = dataclasses.replace(settings, redis_url=app.resolved_url(), namespace=app.namespace)
+    node_id = settings.node_id or f"{socket.gethostname()}-{os.getpid()}"
+    settings = dataclasses.replace(settings, node_id=node_id)
+    for line in banner(app, settings, node_id):
+        log.info("%s", line)
+    try:
+        wait_for_redis(app.client, settings.redis_url or "", settings.connect_timeout_s)
+    finally:
+        app.close()
+    return Node(settings).run()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m rexec.node '<settings as JSON>'``: how local clusters start nodes."""
+    import sys
+
+    import orjson
+
+    args = sys.argv[1:] if argv is None else argv
+    fields = orjson.loads(args[0])
+    fields["types"] = tuple(fields.get("types", ()))
+    return run_node(WorkerSettings(**fields))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

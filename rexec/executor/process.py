@@ -1,0 +1,218 @@
+"""One worker process: its parts, wired together, started and stopped.
+
+- the acquirer (the caller of :meth:`Worker.run`) locks jobs and hands them over;
+- the slots run ``def`` handlers inline, the event loop ``async def`` ones;
+- the committer writes outcomes to Redis in groups;
+- the housekeeper enforces timeouts, renews locks, flushes metrics, beats.
+
+Each part owns its state; executions move between them by hand-off.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import orjson
+
+from rexec.app import App
+from rexec.executor.acquirer import Acquirer
+from rexec.executor.committer import Committer
+from rexec.executor.event_loop import EventLoop
+from rexec.executor.execution import Chain
+from rexec.executor.housekeeper import Housekeeper
+from rexec.executor.runtime import Runtime
+from rexec.executor.slots import Slots
+from rexec.settings import WorkerSettings
+
+log = logging.getLogger("rexec.worker")
+
+Beat = Callable[[float, int, float], None]
+
+
+class Worker:
+    """One worker process's engine. ``run()`` blocks until :meth:`stop` is called."""
+
+    def __init__(
+        self,
+        app: App,
+        settings: WorkerSettings,
+        *,
+        index: int = 0,
+        node_id: str | None = None,
+        beat: Beat | None = None,
+    ) -> None:
+        rt = self.rt = Runtime(app, settings, index, node_id)
+        self.id = rt.id
+        self.node_id = rt.node_id
+        self.store = rt.store
+        self.metrics = rt.metrics
+        self.committer = Committer(rt)
+        self.event_loop: EventLoop | None = None
+        if rt.has_async:
+            self.event_loop = EventLoop(
+                rt, self.committer.submit, self.committer.give_back, self._to_slots
+            )
+        self.slots = Slots(
+            rt,
+            self.committer.submit,
+            self.committer.give_back,
+            self.event_loop.submit_one if self.event_loop else None,
+        )
+        self.info: dict[str, Any] = {
+            "id": rt.id,
+            "node": rt.node_id,
+            "index": index,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "concurrency": settings.concurrency,
+            "types": list(settings.types),
+            "acquisition": settings.acquisition,
+            "idle_level": 0,
+            "backoff_level": 0,
+        }
+        self.housekeeper = Housekeeper(
+            rt, self.slots, self.event_loop, self.committer, info=self.info, beat=beat
+        )
+        self.acquirer = Acquirer(rt, self._dispatch, self._saturated)
+        self.strategy = self.acquirer.strategy
+        self.housekeeper.strategy = self.strategy
+
+    def _to_slots(self, chains: Sequence[Chain]) -> None:
+        self.slots.submit(chains)
+
+    def _dispatch(self, chains: Sequence[Chain]) -> None:
+        """Per chain, by its first job's handler: ``def`` to the slots, ``async def``
+        to the event loop (a chain changes hands later if its kinds mix)."""
+        if self.event_loop is None:
+            self.slots.submit(chains)
+            return
+        async_types = self.rt.async_types
+        to_loop: list[Chain] = []
+        to_slots: list[Chain] = []
+        for chain in chains:
+            (to_loop if chain.jobs[0].type in async_types else to_slots).append(chain)
+        self.event_loop.submit(to_loop)
+        if to_slots:
+            self.slots.submit(to_slots)
+
+    def _saturated(self, saturated: bool) -> None:
+        self.housekeeper.saturated = saturated
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Stop acquiring; running jobs finish, unstarted ones are given back."""
+        self.rt.stopping.set()
+        self.slots.stop()
+
+    def run(self) -> int:
+        self._announce()
+        self.committer.thread.start()
+        self.housekeeper.thread.start()
+        if self.event_loop is not None:
+            self.event_loop.thread.start()
+        self.slots.start()
+        try:
+            self.acquirer.run()
+        finally:
+            self._shutdown()
+        return 0
+
+    def _shutdown(self) -> None:
+        rt = self.rt
+        deadline = time.monotonic() + rt.settings.shutdown_timeout_s
+        rt.stopping.set()
+        self.slots.stop()
+        unstarted = self.acquirer.rejected + self.slots.take_all()
+        if self.event_loop is not None:
+            unstarted += self.event_loop.take_all()
+        self.committer.give_back([job for chain in unstarted for job in chain.jobs])
+        rt.capacity.give(len(unstarted) - len(self.acquirer.rejected))
+        self.acquirer.rejected = []
+        while time.monotonic() < deadline and self._busy():
+            time.sleep(0.01)
+        # The process leaves: a handler still abandoned goes with it, so the failures
+        # that waited for one are committed now.
+        self.committer.submit(rt.executions.release_all())
+        self.committer.close()
+        self.committer.thread.join(max(0.0, deadline - time.monotonic()) + 5.0)
+        if self._busy() or len(rt.held):
+            log.warning(
+                "%s: %d job(s) still held at the shutdown deadline; their locks will"
+                " expire and other workers will run them again",
+                self.id,
+                len(rt.held),
+            )
+        rt.abort.set()
+        if self.event_loop is not None:
+            self.event_loop.close()
+        with contextlib.suppress(Exception):
+            self.housekeeper.flush_metrics()
+            fold_metrics_on_clean_stop(self)
+            pipe = self.store.client.pipeline(transaction=False)
+            pipe.hdel(rt.keys.workers, self.id)
+            pipe.zrem(rt.keys.heartbeats, self.id)
+            pipe.execute()
+        self.acquirer.wakeups.close()
+
+    def _busy(self) -> bool:
+        slots = sum(
+            1
+            for s in self.slots.slots()
+            if s.thread is not None and s.thread.is_alive() and not s.waiting
+        )
+        loop = self.event_loop.busy() if self.event_loop else 0
+        return slots + loop > 0
+
+    def _announce(self) -> None:
+        rt = self.rt
+        with contextlib.suppress(Exception):
+            rt.clock_offset_ms = rt.store.time_ms() - int(time.time() * 1000)
+        self.info.update(started_ms=rt.now_ms(), idle_level=0, backoff_level=0)
+        with contextlib.suppress(Exception):
+            pipe = self.store.client.pipeline(transaction=False)
+            pipe.hset(rt.keys.workers, self.id, orjson.dumps(self.info))
+            pipe.zadd(rt.keys.heartbeats, {self.id: rt.now_ms()})
+            pipe.execute()
+
+
+def fold_metrics_on_clean_stop(worker: Worker) -> None:
+    """The one call site for folding a cleanly stopped worker's counters into the
+    cluster totals (the store's call for it, where the store has one)."""
+    fold = getattr(worker.store, "fold_worker_metrics", None)
+    if fold is not None:
+        fold(worker.id)
+
+
+def worker_process_main(
+    settings: WorkerSettings, index: int, node_id: str, health: Any = None
+) -> None:
+    """Entry point of a worker process (spawned by the node supervisor). ``health`` is
+    a shared array the supervisor reads: heartbeat (monotonic s), abandoned handlers,
+    age of the oldest (s)."""
+    from rexec.executor.logs import configure_logging
+    from rexec.settings import load_app
+
+    configure_logging(settings.log_level, settings.log_format)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor handles Ctrl-C
+    app = load_app(settings)
+
+    def beat(now: float, abandoned: int, oldest_s: float) -> None:
+        health[0], health[1], health[2] = now, abandoned, oldest_s
+
+    worker = Worker(
+        app, settings, index=index, node_id=node_id, beat=beat if health is not None else None
+    )
+    signal.signal(signal.SIGTERM, lambda *_: worker.stop())
+    try:
+        code = worker.run()
+    finally:
+        app.close()
+    raise SystemExit(code)
