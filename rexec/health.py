@@ -54,7 +54,7 @@ class Probe:
 
 # -- what a worker process reports --------------------------------------------------------
 
-_BEAT, _REDIS_OK, _REGISTERED, _ACQUIRING, _WEDGED, _SIGNALS = range(6)
+_BEAT, _REDIS_OK, _REGISTERED, _ACQUIRING, _WEDGED, _SIGNALS, _ABANDONED, _OLDEST = range(8)
 
 
 class ProcessHealth:
@@ -67,7 +67,8 @@ class ProcessHealth:
 
     def __init__(self, context: BaseContext | None = None) -> None:
         ctx = context or multiprocessing.get_context("spawn")
-        self._values: Any = ctx.RawArray("d", 6)
+        self._values: Any = ctx.RawArray("d", 8)
+        self._values[_BEAT] = 0.0
 
     def beat(self) -> None:
         self._values[_BEAT] = time.monotonic()
@@ -84,6 +85,18 @@ class ProcessHealth:
 
     def set_wedged(self, slots: int) -> None:
         self._values[_WEDGED] = float(slots)
+
+    def set_abandoned(self, count: int, oldest_s: float) -> None:
+        """Handlers abandoned after their timeout, and how long the oldest has run."""
+        self._values[_ABANDONED] = float(count)
+        self._values[_OLDEST] = oldest_s
+
+    def abandoned(self) -> tuple[int, float]:
+        return int(self._values[_ABANDONED]), float(self._values[_OLDEST])
+
+    def last_beat(self) -> float:
+        """Monotonic time of the last beat (0: none yet)."""
+        return float(self._values[_BEAT])
 
     def set_handles_signals(self) -> None:
         self._values[_SIGNALS] = 1.0

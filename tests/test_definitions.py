@@ -558,20 +558,22 @@ class TestStrictDueOrder:
 
 class TestWorkerWiring:
     def test_worker_acquires_its_apps_types_and_filters_wakeups(self, producer: App) -> None:
+        from rexec.executor.wakeups import is_relevant
         from rexec.settings import WorkerSettings
         from rexec.worker import Worker
 
         producer.job("a")(noop)
         producer.job("b")(noop)
         worker = Worker(producer, WorkerSettings(app_path="m:app", priority_min=0))
-        assert worker.options.types == ("a", "b")
+        assert worker.acquirer.options.types == ("a", "b")
         narrowed = Worker(producer, WorkerSettings(app_path="m:app", types=("b",)))
-        assert narrowed.options.types == ("b",)
+        assert narrowed.acquirer.options.types == ("b",)
         message = {"type": "message", "data": f"a|{priority_key(3)}".encode()}
-        assert worker._is_wakeup(message)
-        assert not narrowed._is_wakeup(message)
-        assert not worker._is_wakeup({"type": "message", "data": f"a|{priority_key(-1)}"})
-        assert narrowed._is_wakeup({"type": "message", "data": b"1"})
-        assert not worker._is_wakeup({"type": "subscribe", "data": 1})
+        assert is_relevant(message, worker.rt)
+        assert not is_relevant(message, narrowed.rt)
+        low = {"type": "message", "data": f"a|{priority_key(-1)}"}
+        assert not is_relevant(low, worker.rt)
+        assert is_relevant({"type": "message", "data": b"1"}, narrowed.rt)
+        assert not is_relevant({"type": "subscribe", "data": 1}, worker.rt)
         with pytest.raises(ConfigurationError):
             Worker(producer, WorkerSettings(app_path="m:app", types=("zz",)))

@@ -42,7 +42,7 @@ class Acquirer:
             lock_ms=settings.lock_ms,
             priority_min=settings.priority_min,
             priority_max=settings.priority_max,
-            types=settings.types,
+            types=rt.types,
         )
         self._dispatch = dispatch
         self._on_saturation = on_saturation
@@ -111,7 +111,8 @@ class Acquirer:
         self.strategy.reconfigure(
             AcquisitionCycle(
                 jobs_requested=requested,
-                batches_acquired=len(chains),
+                # n counts jobs (SPEC §2): an exclusive batch of k jobs fills k of them
+                batches_acquired=len(acquired.jobs),
                 failed_to_lock=acquired.failed_to_lock,
                 batches_rejected=len(rejected),
                 job_added=job_added,

@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 
 from rexec import metrics as m
+from rexec import timeseries
 from rexec.acquisition import BackoffJobAcquisitionStrategy
 from rexec.errors import JobTimeoutError, is_transient, safe_str
 from rexec.executor.committer import Committer
@@ -188,13 +189,18 @@ class Housekeeper:
     # -- metrics, heartbeats, buffer --------------------------------------------------------
 
     def beat(self) -> None:
-        """The supervisor's view: alive, and how many handlers are abandoned."""
-        if self._beat is None:
-            return
+        """The supervisor's view: alive, and how many handlers are abandoned (a slot is
+        wedged when its abandoned handler still runs a lock time after it started)."""
         abandoned = self.rt.executions.abandoned()
         now = time.monotonic()
         oldest = max((now - ex.started for ex in abandoned), default=0.0)
-        self._beat(now, len(abandoned), oldest)
+        health = self.rt.health
+        health.beat()
+        health.set_abandoned(len(abandoned), oldest)
+        wedged_after = self.rt.settings.lock_ms / 1000
+        health.set_wedged(sum(1 for ex in abandoned if now - ex.started > wedged_after))
+        if self._beat is not None:
+            self._beat(now, len(abandoned), oldest)
 
     def flush_metrics(self) -> None:
         rt = self.rt
@@ -217,7 +223,8 @@ class Housekeeper:
         pipe.hset(rt.keys.workers, rt.id, orjson.dumps(self.info))
         pipe.execute()
         rt.redis.up()
-        # Hook: the cockpit's per-metric time-series recorder is called here, once a flush.
+        rt.health.set_registered()  # announced, if Redis was away at the start
+        timeseries.record(rt.store)  # the cockpit's charts (one sample per 10 s, cluster-wide)
 
     def threads(self) -> list[threading.Thread]:
         """The threads this process needs alive (abandoned slots are not counted)."""

@@ -10,7 +10,8 @@ kills and restarts one whose beat stops for WEDGED_AFTER_S, and recycles (stops
 gracefully, then restarts) one that holds too many handlers abandoned after their
 timeout — ``abandoned_max`` of them (default: its concurrency), or one abandoned for
 ``abandoned_max_age_s`` — since Python cannot stop a thread. :meth:`Node.health` is
-that view, for health endpoints.
+that view; with ``--health-port`` the node also answers ``/livez`` and ``/readyz``
+(rexec/health.py) from what each process reports.
 """
 
 from __future__ import annotations
@@ -28,9 +29,11 @@ from typing import Any
 
 import redis
 
+from rexec.definitions import worker_types
 from rexec.errors import ConfigurationError, safe_str
 from rexec.executor.logs import banner, configure_logging, mask_url
 from rexec.executor.process import worker_process_main
+from rexec.health import HealthServer, Probe, ProcessHealth, ProcessState, liveness, readiness
 from rexec.settings import WorkerSettings, load_app
 
 log = logging.getLogger("rexec.node")
@@ -41,12 +44,17 @@ WAITING_SAY_EVERY_S = 5.0
 
 
 class Node:
-    def __init__(self, settings: WorkerSettings) -> None:
+    def __init__(self, settings: WorkerSettings, *, problem: str | None = None) -> None:
         self.node_id = settings.node_id or f"{socket.gethostname()}-{os.getpid()}"
         self.settings = dataclasses.replace(settings, node_id=self.node_id)
         self._context = multiprocessing.get_context("spawn")
         self._processes: dict[int, BaseProcess] = {}
-        self._health: dict[int, Any] = {}
+        self._health: dict[int, ProcessHealth] = {}
+        self._started: dict[int, float] = {}
+        # A configuration error: the node reports not ready (and why) instead of exiting
+        # and being restarted in a loop by its orchestrator.
+        self.problem = problem
+        self._beat = time.monotonic()  # the supervisor loop's own beat, for /livez
         self._restarts: dict[int, int] = {}
         self._recycling: dict[int, float] = {}  # index -> when it was asked to stop
         self._signals = 0
@@ -59,11 +67,11 @@ class Node:
         from rexec.prometheus import serve_metrics
 
         app = load_app(self.settings)
-        server = serve_metrics(app, port, node=self.node_id)
+        server = serve_metrics(app, port, host=self.settings.metrics_host, node=self.node_id)
         log.info("node %s: Prometheus metrics on port %d", self.node_id, server.port)
 
     def _start(self, index: int) -> None:
-        health = self._context.Array("d", [time.monotonic(), 0.0, 0.0], lock=False)
+        health = ProcessHealth(self._context)
         process = self._context.Process(
             target=worker_process_main,
             args=(self.settings, index, self.node_id, health),
@@ -73,7 +81,30 @@ class Node:
         process.start()
         self._processes[index] = process
         self._health[index] = health
+        self._started[index] = time.monotonic()
         self._recycling.pop(index, None)
+
+    def _serve_health(self, host: str, port: int) -> HealthServer:
+        try:
+            server = HealthServer(host, port, live=self.live, ready=self.ready).start()
+        except OSError as exc:
+            raise ConfigurationError(f"cannot serve health on {host}:{port}: {exc}") from exc
+        log.info("node %s: health on %s:%d (/livez, /readyz)", self.node_id, host, server.port)
+        return server
+
+    def _states(self) -> list[ProcessState]:
+        return [
+            self._health[index].state(
+                index, alive=process.is_alive(), started_s=self._started[index]
+            )
+            for index, process in sorted(self._processes.items())
+        ]
+
+    def live(self) -> Probe:
+        return liveness(self._states(), supervisor_beat_s=self._beat, now_s=time.monotonic())
+
+    def ready(self) -> Probe:
+        return readiness(self._states(), stopping=self._signals > 0, problem=self.problem)
 
     def health(self) -> list[dict[str, Any]]:
         """Per worker process: alive, seconds since its last beat, abandoned handlers,
@@ -81,7 +112,8 @@ class Node:
         now = time.monotonic()
         report = []
         for index, process in sorted(self._processes.items()):
-            beat, abandoned, oldest = self._health[index][:]
+            beat = self._health[index].last_beat() or self._started[index]
+            abandoned, oldest = self._health[index].abandoned()
             age = max(0.0, now - beat)
             report.append(
                 {
@@ -112,7 +144,8 @@ class Node:
 
     def _check(self, index: int, process: BaseProcess) -> None:
         """Recycles a live process with too many abandoned handlers; kills a wedged one."""
-        beat, abandoned, oldest = self._health[index][:]
+        beat = self._health[index].last_beat() or self._started[index]
+        abandoned, oldest = self._health[index].abandoned()
         now = time.monotonic()
         if index in self._recycling:
             grace = self.settings.shutdown_timeout_s + 10.0
@@ -141,6 +174,11 @@ class Node:
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
+        health = None
+        if self.settings.health_port is not None:
+            health = self._serve_health(self.settings.health_host, self.settings.health_port)
+        if self.problem is not None:
+            return self._wait_not_ready(health)
         if self.settings.metrics_port is not None:
             self._serve_metrics(self.settings.metrics_port)
         for index in range(self.settings.processes):
@@ -148,6 +186,7 @@ class Node:
         next_restart: dict[int, float] = {}
         while self._signals == 0:
             time.sleep(0.1)
+            self._beat = time.monotonic()
             for index, process in list(self._processes.items()):
                 if self._signals:
                     break
@@ -177,7 +216,7 @@ class Node:
         for process in self._processes.values():
             process.join(max(0.0, deadline - time.monotonic()))
         code = 0
-        for process in self._processes.values():
+        for index, process in self._processes.items():
             if process.is_alive():
                 process.kill()
                 process.join(5)
@@ -186,12 +225,30 @@ class Node:
                 process.exitcode not in (0, None)
                 and self._signals == 1
                 and process.pid in self._asked_to_stop
+                and not self._killed_while_starting(index, process)
             ):
                 # A worker that was asked to stop and failed to; one that had died before
                 # the signal (and waited for its restart) does not make the stop unclean.
                 code = 1
+        if health is not None:
+            health.close()
         log.info("node %s: stopped", self.node_id)
         return code
+
+    def _killed_while_starting(self, index: int, process: BaseProcess) -> bool:
+        """A process our SIGTERM reached before it had its handler held no job yet."""
+        return process.exitcode == -signal.SIGTERM and not self._health[index].handles_signals()
+
+    def _wait_not_ready(self, health: HealthServer | None) -> int:
+        """A node that cannot work as configured: says why once, reports not ready (and
+        live) until stopped, then exits 1. An orchestrator shows it as not ready."""
+        log.error("node %s: not ready: %s", self.node_id, self.problem)
+        while self._signals == 0:
+            time.sleep(0.1)
+            self._beat = time.monotonic()
+        if health is not None:
+            health.close()
+        return 1
 
 
 def wait_for_redis(client: redis.Redis, url: str, timeout_s: float | None) -> None:
@@ -231,13 +288,22 @@ def run_node(settings: WorkerSettings) -> int:
     """Runs a node until it is signalled to stop; returns the exit code."""
     configure_logging(settings.log_level, settings.log_format)
     app = load_app(settings)  # fail fast on a bad APP, and pin the embedded Redis URL
-    settings = dataclasses.replace(settings, redis_url=app.resolved_url(), namespace=app.namespace)
+    worker_types(app.definitions, settings.types)  # refuses --types the app cannot run
     node_id = settings.node_id or f"{socket.gethostname()}-{os.getpid()}"
     settings = dataclasses.replace(settings, node_id=node_id)
-    for line in banner(app, settings, node_id):
-        log.info("%s", line)
     try:
+        settings = dataclasses.replace(
+            settings, redis_url=app.resolved_url(), namespace=app.namespace
+        )
+        for line in banner(app, settings, node_id):
+            log.info("%s", line)
         wait_for_redis(app.client, settings.redis_url or "", settings.connect_timeout_s)
+        # The app's job definitions go into the store before any of its jobs runs.
+        log.info("deployed job definitions: %s", app.deploy())
+    except ConfigurationError as exc:
+        if settings.health_port is None:
+            raise
+        return Node(settings, problem=str(exc)).run()  # no crash loop: not ready, and why
     finally:
         app.close()
     return Node(settings).run()

@@ -29,6 +29,7 @@ from rexec.executor.execution import Chain
 from rexec.executor.housekeeper import Housekeeper
 from rexec.executor.runtime import Runtime
 from rexec.executor.slots import Slots
+from rexec.health import ProcessHealth
 from rexec.settings import WorkerSettings
 
 log = logging.getLogger("rexec.worker")
@@ -47,8 +48,11 @@ class Worker:
         index: int = 0,
         node_id: str | None = None,
         beat: Beat | None = None,
+        health: ProcessHealth | None = None,
     ) -> None:
         rt = self.rt = Runtime(app, settings, index, node_id)
+        if health is not None:
+            rt.health = health
         self.id = rt.id
         self.node_id = rt.node_id
         self.store = rt.store
@@ -72,7 +76,7 @@ class Worker:
             "host": socket.gethostname(),
             "pid": os.getpid(),
             "concurrency": settings.concurrency,
-            "types": list(settings.types),
+            "types": list(rt.types),
             "acquisition": settings.acquisition,
             "idle_level": 0,
             "backoff_level": 0,
@@ -119,6 +123,7 @@ class Worker:
         if self.event_loop is not None:
             self.event_loop.thread.start()
         self.slots.start()
+        self.rt.health.set_acquiring(True)
         try:
             self.acquirer.run()
         finally:
@@ -129,6 +134,7 @@ class Worker:
         rt = self.rt
         deadline = time.monotonic() + rt.settings.shutdown_timeout_s
         rt.stopping.set()
+        rt.health.set_acquiring(False)
         self.slots.stop()
         unstarted = self.acquirer.rejected + self.slots.take_all()
         if self.event_loop is not None:
@@ -181,22 +187,21 @@ class Worker:
             pipe.hset(rt.keys.workers, self.id, orjson.dumps(self.info))
             pipe.zadd(rt.keys.heartbeats, {self.id: rt.now_ms()})
             pipe.execute()
+            rt.health.set_registered()  # its types are where nodes and the cockpit read them
 
 
 def fold_metrics_on_clean_stop(worker: Worker) -> None:
-    """The one call site for folding a cleanly stopped worker's counters into the
-    cluster totals (the store's call for it, where the store has one)."""
-    fold = getattr(worker.store, "fold_worker_metrics", None)
-    if fold is not None:
-        fold(worker.id)
+    """Folds a cleanly stopped worker's counters into the cluster totals and removes its
+    fields, so the metrics hash does not grow with every worker that ever ran."""
+    worker.store.retire_worker(worker.id)
 
 
 def worker_process_main(
-    settings: WorkerSettings, index: int, node_id: str, health: Any = None
+    settings: WorkerSettings, index: int, node_id: str, health: ProcessHealth | None = None
 ) -> None:
     """Entry point of a worker process (spawned by the node supervisor). ``health`` is
-    a shared array the supervisor reads: heartbeat (monotonic s), abandoned handlers,
-    age of the oldest (s)."""
+    what the supervisor reads (rexec/health.py): heartbeat, abandoned handlers, Redis
+    reachable, types registered, acquiring."""
     from rexec.executor.logs import configure_logging
     from rexec.settings import load_app
 
@@ -204,13 +209,9 @@ def worker_process_main(
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor handles Ctrl-C
     app = load_app(settings)
 
-    def beat(now: float, abandoned: int, oldest_s: float) -> None:
-        health[0], health[1], health[2] = now, abandoned, oldest_s
-
-    worker = Worker(
-        app, settings, index=index, node_id=node_id, beat=beat if health is not None else None
-    )
+    worker = Worker(app, settings, index=index, node_id=node_id, health=health)
     signal.signal(signal.SIGTERM, lambda *_: worker.stop())
+    worker.rt.health.set_handles_signals()
     try:
         code = worker.run()
     finally:

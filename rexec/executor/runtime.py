@@ -9,11 +9,13 @@ import socket
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from typing import Any
 
 from rexec import metrics as m
 from rexec.app import App
 from rexec.context import JobContext
+from rexec.definitions import worker_types
 from rexec.errors import (
     HandlerError,
     HandlerNotFoundError,
@@ -30,9 +32,11 @@ from rexec.executor.execution import (
     Held,
     describe,
 )
+from rexec.health import ProcessHealth
 from rexec.job import Job
 from rexec.settings import WorkerSettings
 from rexec.store import Store
+from rexec.wakeup import WakeFilter
 
 log = logging.getLogger("rexec.worker")
 
@@ -92,13 +96,16 @@ class RedisHealth:
     """Says once when Redis goes away and once when it is back (chaos reads these
     lines), and every few seconds in between that it is still away."""
 
-    def __init__(self, worker_id: str) -> None:
+    def __init__(self, worker_id: str, report: Callable[[bool], None] | None = None) -> None:
         self.worker_id = worker_id
+        self.report = report  # the supervisor's view: Redis reachable or not
         self._lock = threading.Lock()
         self._down_since: float | None = None
         self._last_said = 0.0
 
     def down(self, exc: BaseException) -> None:
+        if self.report is not None:
+            self.report(False)
         with self._lock:
             now = time.monotonic()
             if self._down_since is None:
@@ -118,6 +125,8 @@ class RedisHealth:
                 )
 
     def up(self) -> None:
+        if self.report is not None:
+            self.report(True)
         with self._lock:
             if self._down_since is None:
                 return
@@ -156,14 +165,23 @@ class Runtime:
         self.held = Held()
         self.executions = Executions()
         self.capacity = Capacity(settings.concurrency, settings.queue_size)
-        self.redis = RedisHealth(self.id)
+        self.redis = RedisHealth(self.id, self.report_redis)
         self.stopping = threading.Event()
         self.abort = threading.Event()  # past the shutdown deadline: stop retrying
         self.clock_offset_ms = 0  # Redis time minus local time
-        handled = frozenset(app.definitions)
-        self.lockable_types = handled & set(settings.types) if settings.types else handled
+        # Deployment awareness: only the types this app can run (narrowed by --types).
+        self.types = worker_types(app.definitions, settings.types)
+        self.lockable_types = frozenset(self.types)
+        self.wake_filter = WakeFilter(
+            self.lockable_types, settings.priority_min, settings.priority_max
+        )
+        self.health = ProcessHealth()  # the supervisor's view (replaced by the node's)
         self.async_types = frozenset(t for t, d in app.definitions.items() if d.is_async)
         self.has_async = bool(self.async_types)
+
+    def report_redis(self, ok: bool) -> None:
+        """Tells the supervisor (through ``health``, set by the process) about Redis."""
+        self.health.set_redis_ok(ok)
 
     def now_ms(self) -> int:
         """Redis's clock, as well as this process knows it."""

@@ -19,6 +19,7 @@ import redis
 
 from rexec.errors import safe_str
 from rexec.executor.runtime import Runtime
+from rexec.wakeup import relevant
 
 log = logging.getLogger("rexec.worker")
 
@@ -26,8 +27,11 @@ SLICE_S = 0.25  # a stop request is noticed within this
 
 
 def is_relevant(message: dict[str, Any] | None, rt: Runtime) -> bool:
-    """Whether a pub/sub message announces work this worker may take."""
-    return message is not None and message.get("type") == "message"
+    """Whether a pub/sub message announces work this worker may take: a job of a type
+    it acquires, within its priority range (rexec/wakeup.py); others keep it idle."""
+    if message is None or message.get("type") != "message":
+        return False
+    return relevant(message.get("data") or b"1", rt.wake_filter)
 
 
 class Wakeups:
