@@ -255,7 +255,12 @@ def ok(status: int, body: dict[str, object]) -> bool:
 def test_node_is_ready_when_working_and_a_wedged_slot_makes_it_not_live(
     start_node: Callable[..., Node], redis_url: str, namespace: str
 ) -> None:
-    node = start_node("--redis-url", redis_url, "--namespace", namespace, "--lock-ms", "1000")
+    # 4 slots: the 2 executions of `hang` (its retry cycle) stay under the number of
+    # abandoned handlers that makes the supervisor recycle the process.
+    node = start_node(
+        "--redis-url", redis_url, "--namespace", namespace, "--lock-ms", "1000",
+        "--concurrency", "4",
+    )  # fmt: skip
     node.wait_for("/readyz", ok)
     assert node.get("/livez") == (200, {"status": "ok"})
     # `hang` sleeps its payload's seconds under a 300 ms timeout: the slot is abandoned
@@ -325,12 +330,13 @@ def test_unreachable_redis_is_not_ready_and_says_so(
 ) -> None:
     url = f"redis://127.0.0.1:{free_port()}/0"
     node = start_node("--redis-url", url, "--namespace", namespace)
-    body = node.wait_for("/readyz", lambda status, body: "not connected to Redis" in str(body))
+    # The node waits for Redis before it starts its worker processes, and says so.
+    body = node.wait_for("/readyz", lambda status, body: "waiting for Redis" in str(body))
     assert body["status"] == "fail"
     deadline = time.monotonic() + WAIT_S
-    while "Redis unreachable" not in node.output() and time.monotonic() < deadline:
+    while "waiting for Redis at" not in node.output() and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert "Redis unreachable" in node.output()
+    assert "waiting for Redis at" in node.output()
     assert node.get("/livez")[0] == 200
     assert node.get("/readyz")[0] == 503
     assert node.stop() == 0, node.output()

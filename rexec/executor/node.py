@@ -23,6 +23,7 @@ import os
 import signal
 import socket
 import time
+from collections.abc import Callable
 from multiprocessing.process import BaseProcess
 from types import FrameType
 from typing import Any
@@ -44,7 +45,16 @@ WAITING_SAY_EVERY_S = 5.0
 
 
 class Node:
-    def __init__(self, settings: WorkerSettings, *, problem: str | None = None) -> None:
+    def __init__(
+        self,
+        settings: WorkerSettings,
+        *,
+        problem: str | None = None,
+        prepare: Callable[[Callable[[], bool]], bool] | None = None,
+    ) -> None:
+        # ``prepare(stopped)`` runs once the health endpoints answer and before any worker
+        # process starts (waiting for Redis, deploying); False: stopped meanwhile.
+        self._prepare = prepare
         self.node_id = settings.node_id or f"{socket.gethostname()}-{os.getpid()}"
         self.settings = dataclasses.replace(settings, node_id=self.node_id)
         self._context = multiprocessing.get_context("spawn")
@@ -177,6 +187,21 @@ class Node:
         health = None
         if self.settings.health_port is not None:
             health = self._serve_health(self.settings.health_host, self.settings.health_port)
+        if self.problem is None and self._prepare is not None:
+            # not ready meanwhile, and says why
+            self.problem = f"waiting for Redis at {mask_url(self.settings.redis_url or '')}"
+            try:
+                prepared = self._prepare(self._tick)
+            except ConfigurationError as exc:
+                if health is None:
+                    raise
+                self.problem = str(exc)
+            else:
+                self.problem = None
+                if not prepared:
+                    if health is not None:
+                        health.close()
+                    return 0
         if self.problem is not None:
             return self._wait_not_ready(health)
         if self.settings.metrics_port is not None:
@@ -235,6 +260,12 @@ class Node:
         log.info("node %s: stopped", self.node_id)
         return code
 
+    def _tick(self) -> bool:
+        """The supervisor's beat while it waits before starting processes; True once
+        it has been signalled to stop."""
+        self._beat = time.monotonic()
+        return self._signals > 0
+
     def _killed_while_starting(self, index: int, process: BaseProcess) -> bool:
         """A process our SIGTERM reached before it had its handler held no job yet."""
         return process.exitcode == -signal.SIGTERM and not self._health[index].handles_signals()
@@ -251,18 +282,23 @@ class Node:
         return 1
 
 
-def wait_for_redis(client: redis.Redis, url: str, timeout_s: float | None) -> None:
+def wait_for_redis(
+    client: redis.Redis,
+    url: str,
+    timeout_s: float | None,
+    stopped: Callable[[], bool] = lambda: False,
+) -> bool:
     """Blocks until Redis answers, saying so every few seconds; containers may start
     before Redis. Raises ConfigurationError on bad credentials at once, and when
-    ``timeout_s`` passes."""
+    ``timeout_s`` passes; returns False if ``stopped()`` turns true meanwhile."""
     started = time.monotonic()
     said = started
-    while True:
+    while not stopped():
         try:
             client.ping()
             if time.monotonic() - started > 1.0:
                 log.info("Redis at %s answers now", mask_url(url))
-            return
+            return True
         except redis.AuthenticationError as exc:
             # Wrong credentials do not heal by retrying: say so and stop.
             raise ConfigurationError(f"Redis refused the credentials in the URL: {exc}") from exc
@@ -282,6 +318,7 @@ def wait_for_redis(client: redis.Redis, url: str, timeout_s: float | None) -> No
                     "" if timeout_s is None else f"; giving up after {timeout_s:g} s",
                 )
             time.sleep(0.5)
+    return False
 
 
 def run_node(settings: WorkerSettings) -> int:
@@ -297,16 +334,24 @@ def run_node(settings: WorkerSettings) -> int:
         )
         for line in banner(app, settings, node_id):
             log.info("%s", line)
-        wait_for_redis(app.client, settings.redis_url or "", settings.connect_timeout_s)
-        # The app's job definitions go into the store before any of its jobs runs.
-        log.info("deployed job definitions: %s", app.deploy())
     except ConfigurationError as exc:
+        app.close()
         if settings.health_port is None:
             raise
         return Node(settings, problem=str(exc)).run()  # no crash loop: not ready, and why
+
+    def prepare(stopped: Callable[[], bool]) -> bool:
+        url = settings.redis_url or ""
+        if not wait_for_redis(app.client, url, settings.connect_timeout_s, stopped):
+            return False
+        # The app's job definitions go into the store before any of its jobs runs.
+        log.info("deployed job definitions: %s", app.deploy())
+        return True
+
+    try:
+        return Node(settings, prepare=prepare).run()
     finally:
         app.close()
-    return Node(settings).run()
 
 
 def main(argv: list[str] | None = None) -> int:
