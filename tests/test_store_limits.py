@@ -534,6 +534,26 @@ def test_every_script_takes_argument_lists_far_beyond_luas_limits(
     client.hset(keys.workers, mapping={f"w{i}.0.1": b"{}" for i in range(BIG)})
     assert run("retire_workers", ["", *[f"w{i}.0.1" for i in range(BIG)]]) == BIG
     assert client.hlen(keys.workers) == 0
+    # deploy 12,000 job definitions in one call; the instance index over 12,000 jobs
+    definitions: list[Any] = [BIG]
+    for i in range(BIG):
+        definitions += [f"d{i}", "3|0|1|30000|0|", "f", "host", "app:app"]
+    assert run("deploy", definitions) == [0] * BIG
+    run("check_instances", ["1", *[x for i in ids for x in ("j", i)]])
+    # variables from outside, 1 MB of them
+    revision = int(client.hget(keys.pis, pi).split(b"|")[0])
+    assert (
+        run(
+            "set_variables",
+            [
+                pi,
+                revision,
+                b"\x81\xa1v\xc6" + (1_000_000).to_bytes(4, "big") + b"x" * 1_000_000,
+                "",
+            ],
+        )
+        == 0
+    )
     from rexec.scripts import SCRIPT_NAMES
 
     assert ran == set(SCRIPT_NAMES)
@@ -554,7 +574,7 @@ def test_a_job_parked_before_the_parked_index_is_found_and_refiled(store: Store)
     back on release; the checker finds it and the repair files it into parked."""
     from rexec.check import repair
 
-    (pi,) = store.start_process_instances([(b"\x80", None)])
+    (pi,) = store.start_process_instances([(b"\x80", None, "")])
     store.enqueue([NewJob("x", process_instance_id=pi)])
     holder = acquire_one(store)
     (late,) = store.enqueue([NewJob("x", process_instance_id=pi)])
