@@ -490,6 +490,12 @@ def deploy(*, app_path: str, redis_url: str | None, namespace: str | None) -> No
     if namespace:
         app.namespace = namespace
     app.app_path = app_path
+    from rexec.target import mask_password
+
+    click.echo(
+        f"deploying to Redis {mask_password(app.resolved_url())}, namespace {app.namespace!r}",
+        err=True,
+    )
     try:
         statuses = app.deploy()
     finally:
