@@ -22,13 +22,13 @@ import re
 import sys
 from dataclasses import dataclass
 from types import ModuleType
-from urllib.parse import urlsplit, urlunsplit
 
 import click
 
 from rexec.app import App
 from rexec.errors import ConfigurationError
 from rexec.store import Store
+from rexec.urls import mask_password
 
 APP_ENV = "REXEC_APP"
 URL_ENV = "REXEC_REDIS_URL"
@@ -60,22 +60,6 @@ class Target:
             f"Redis {url} ({self.url_source}), namespace {self.app.namespace!r}"
             f" ({self.namespace_source})"
         )
-
-
-def mask_password(url: str) -> str:
-    """``url`` with its password (if any) replaced by ``***``."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparsable URL>"
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port is not None else "")
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def load_app(app_path: str) -> App:

@@ -6,13 +6,13 @@ import logging
 import sys
 import time
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 
 if TYPE_CHECKING:
     from rexec.app import App
     from rexec.settings import WorkerSettings
+from rexec.urls import mask_password
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -47,19 +47,7 @@ def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
 
 def mask_url(url: str | None) -> str:
     """A Redis URL fit for logs: any password replaced by ``***``."""
-    if not url:
-        return "(none)"
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "(unparsable URL)"
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    return mask_password(url) if url else "(none)"
 
 
 def banner(app: App, settings: WorkerSettings, node_id: str) -> list[str]:
