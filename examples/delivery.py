@@ -84,6 +84,7 @@ def drain() -> None:
 def main() -> None:
     # One worker with one slot, in this process, so the order of execution is plain
     # to see. (`rexec worker examples.delivery:app` runs the same handlers as a node.)
+    app.deploy()  # the job definitions into Redis, as `rexec worker` does at start
     worker = Worker(app, WorkerSettings("examples.delivery:app", concurrency=1, queue_size=0))
     thread = threading.Thread(target=worker.run, daemon=True)
 

@@ -159,6 +159,7 @@ class Scenario:
             acquisition=acquisition,
             strategy={} if backoff else dict(NO_BACKOFF),
             shutdown_timeout_s=10.0,
+            retire_on_stop=False,  # the final frame shows each node's counts after the stop
         )
         self.cluster = LocalCluster(self.settings, nodes, env={"REXEC_DEMO_JOB_MS": str(job_ms)})
         self.counts: dict[str, int] = {}

@@ -43,6 +43,10 @@ class WorkerSettings:
     # a timeout (0: its concurrency), or one has been for abandoned_max_age_s.
     abandoned_max: int = 0
     abandoned_max_age_s: float = 300.0
+    # A cleanly stopped worker folds its counters into the cluster totals and removes
+    # its own fields; a tool that reports per worker after the stop (rexec demo, which
+    # then drops its namespace) keeps them.
+    retire_on_stop: bool = True
 
     def __post_init__(self) -> None:
         if ":" not in self.app_path or self.app_path.startswith(":"):

@@ -161,7 +161,8 @@ class Worker:
             self.event_loop.close()
         with contextlib.suppress(Exception):
             self.housekeeper.flush_metrics()
-            fold_metrics_on_clean_stop(self)
+            if rt.settings.retire_on_stop:
+                fold_metrics_on_clean_stop(self)
             pipe = self.store.client.pipeline(transaction=False)
             pipe.hdel(rt.keys.workers, self.id)
             pipe.zrem(rt.keys.heartbeats, self.id)
