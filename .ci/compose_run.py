@@ -516,8 +516,8 @@ def check_bad_configuration(engine: Container, run_id: str, services: Sequence[s
         ),
         "unreachable": (
             {**engine.env, "REXEC_REDIS_URL": f"redis://127.0.0.1:{free.redis}/0"},
-            "Redis unreachable",
-            "not connected to Redis",
+            "waiting for Redis at",
+            "waiting for Redis",
         ),
     }
     bad: dict[str, Container] = {}
