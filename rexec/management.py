@@ -125,29 +125,7 @@ class Management:
     def counts(self) -> dict[str, int]:
         """Jobs by state (every job is in exactly one). The ready jobs of a suspended
         job definition count as suspended: they are not acquired."""
-        k = self.keys
-        now = self.store.time_ms()
-        held = sorted(self._suspended_types())
-        pipe = self.client.pipeline(transaction=False)
-        pipe.hlen(k.jobs)
-        pipe.zcount(k.scheduled, f"({now}", "+inf")
-        pipe.zcard(k.locked)
-        pipe.zcard(k.suspended)
-        pipe.zcard(k.incidents)
-        for t in held:
-            pipe.zlexcount(k.ready, f"[{t}|", f"[{t}|~")
-        total, scheduled, locked, suspended, incidents, *held_ready = (
-            int(x) for x in pipe.execute()
-        )
-        suspended += sum(held_ready)
-        return {
-            JobState.READY.value: max(0, total - scheduled - locked - suspended - incidents),
-            JobState.SCHEDULED.value: scheduled,
-            JobState.LOCKED.value: locked,
-            JobState.SUSPENDED.value: suspended,
-            JobState.INCIDENT.value: incidents,
-            "total": total,
-        }
+        return self.store.state_counts(self.store.time_ms())
 
     def counts_by_type(self, page: int = 1000) -> dict[str, dict[str, int]]:
         """Jobs by type and state. Ready and suspended jobs are counted per type by lex

@@ -769,6 +769,33 @@ class Store:
             return []
         return self._statuses("delete_job", [self.keys.wake_channel, *ids])
 
+    def state_counts(self, now_ms: int) -> dict[str, int]:
+        """Jobs by state at ``now_ms`` (every job is in exactly one), and ``total``. The
+        ready jobs of a suspended job definition count as suspended: they are not
+        acquired. One round trip for the type list, one for the counts."""
+        k = self.keys
+        held = sorted(_text(t) for t in self.client.smembers(k.suspended_types))
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hlen(k.jobs)
+        pipe.zcount(k.scheduled, f"({now_ms}", "+inf")
+        pipe.zcard(k.locked)
+        pipe.zcard(k.suspended)
+        pipe.zcard(k.incidents)
+        for t in held:
+            pipe.zlexcount(k.ready, f"[{t}|", f"[{t}|~")
+        total, scheduled, locked, suspended, incidents, *held_ready = (
+            int(x) for x in pipe.execute()
+        )
+        suspended += sum(held_ready)
+        return {
+            JobState.READY.value: max(0, total - scheduled - locked - suspended - incidents),
+            JobState.SCHEDULED.value: scheduled,
+            JobState.LOCKED.value: locked,
+            JobState.SUSPENDED.value: suspended,
+            JobState.INCIDENT.value: incidents,
+            "total": total,
+        }
+
     def scan_job_ids(
         self,
         job_type: str | None = None,

@@ -57,27 +57,14 @@ def _node_of(worker_id: str) -> str:
 
 def sample(store: Any, now_ms: int) -> dict[str, int]:
     """The metrics of one moment: metric name -> value."""
-    keys = store.keys
-    pipe = store.client.pipeline(transaction=False)
-    pipe.hlen(keys.jobs)
-    pipe.zcount(keys.scheduled, f"({now_ms}", "+inf")
-    pipe.zcard(keys.locked)
-    pipe.zcard(keys.suspended)
-    pipe.zcard(keys.incidents)
-    pipe.hgetall(keys.counters)
-    total, scheduled, locked, suspended, incidents, counters = pipe.execute()
-    values = {
-        "depth|ready": max(0, total - scheduled - locked - suspended - incidents),
-        "depth|scheduled": scheduled,
-        "depth|locked": locked,
-        "depth|suspended": suspended,
-        "depth|incident": incidents,
-    }
+    depth = store.state_counts(now_ms)  # jobs of a suspended type count as suspended
+    values = {f"depth|{state}": depth[state] for state in STATES}
+    counters: dict[bytes, bytes] = store.client.hgetall(store.keys.counters)
     by_type: dict[str, dict[str, int]] = {}
-    for field, count in counters.items():
+    for field, raw in counters.items():
         outcome, _, job_type = _text(field).partition("|")
         if outcome in OUTCOMES and job_type:
-            by_type.setdefault(job_type, {})[outcome] = int(count)
+            by_type.setdefault(job_type, {})[outcome] = int(raw)
     for job_type in sorted(by_type)[:MAX_TYPES]:
         for outcome, count in by_type[job_type].items():
             values[f"{outcome}|{job_type}"] = count

@@ -25,18 +25,10 @@ from rexec.codec import check_priority, check_type, unpack
 from rexec.errors import PayloadError, ValidationError
 from rexec.job import Job, JobState
 from rexec.metrics import COUNTERS, cluster_stats, live_workers
-from rexec.paging import JobPager, parse_cursor
+from rexec.paging import STATE_ORDER, JobPager, parse_cursor
 from rexec.prometheus import by_node, histogram_buckets
 from rexec.store import check_process_instance_id
 
-# Management's order of the states when all are listed.
-STATE_ORDER: tuple[JobState, ...] = (
-    JobState.LOCKED,
-    JobState.READY,
-    JobState.SCHEDULED,
-    JobState.SUSPENDED,
-    JobState.INCIDENT,
-)
 SORTS = ("queue", "-priority", "priority", "due", "-due", "id", "-id")
 MAX_LIMIT = 500
 MAX_OFFSET = 100_000
