@@ -352,7 +352,11 @@ def test_wrong_password_is_one_line_and_not_ready(
         conn.close()
         url = f"redis://:wrong@127.0.0.1:{server.port}/0"
         node = start_node("--redis-url", url, "--namespace", namespace)
-        body = node.wait_for("/readyz", lambda status, body: status == 503 and "reasons" in body)
+        # Not ready at first because it is still connecting, then because of the password.
+        body = node.wait_for(
+            "/readyz",
+            lambda status, body: status == 503 and "credentials" in str(body.get("reasons")),
+        )
         assert "refused the credentials" in body["reasons"][0]  # type: ignore[index]
         assert node.get("/livez")[0] == 200
         assert "refused the credentials" in bad_config_line(node)
