@@ -28,7 +28,9 @@ for i = 2, #ARGV - 1, 2 do
   elseif what == 'm' then
     local pi, id = string.match(value, '^(.*)|(%d+)$')
     local j = id and decode_job(redis.call('HGET', K.jobs, id))
-    if not j or j.pi ~= pi then
+    -- a member read earlier may have left with its job since (a worker completed it):
+    -- only one still in the index is stale
+    if (not j or j.pi ~= pi) and redis.call('ZSCORE', K.instance_jobs, value) then
       out[#out + 1] = 'stale'
       out[#out + 1] = value
       if repair then redis.call('ZREM', K.instance_jobs, value) end
