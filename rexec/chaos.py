@@ -921,8 +921,10 @@ class _Run:
                 self.resume(stopped[0])
                 stopped = None
             elif stop_at and now >= stop_at:
-                stop_at = 0.0
+                # No worker may be alive just then (both nodes restarting after kills):
+                # try again shortly rather than never stopping one.
                 stopped = self.stop_worker()
+                stop_at = 0.0 if stopped is not None else now + 0.25
             elif redis_restart_at and now >= redis_restart_at and stopped is None:
                 redis_restart_at = 0.0
                 self.restart_redis()
