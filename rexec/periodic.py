@@ -234,9 +234,7 @@ def parse_info(
     if len(parts) != 13:
         return None
     try:
-        fp, cron, tz, catch_up, grace, app, host, deployed, t, pk = (
-            p.decode() for p in parts[:10]
-        )
+        fp, cron, tz, catch_up, grace, app, host, deployed, t, pk = (p.decode() for p in parts[:10])
         tick_ms, outcome, job_id, at_ms = None, "", "", None
         if last:
             tick, outcome, job_id, at = _text(last).split("|", 3)
@@ -395,8 +393,8 @@ def tick(store: Store, now_ms: int, *, limit: int = POLL_LIMIT) -> TickRound:
             [k.wake_channel, name, info.fingerprint, tick_ms, new_due,
              "1" if create else "0", outcome],
         )  # fmt: skip
-        status, job_id, stored = int(reply[0]), _text(reply[1]), int(reply[2])
-        results.append(TickResult(name, tick_ms, status, job_id or None, stored))
+        status, job_id, now_due = int(reply[0]), _text(reply[1]), int(reply[2])
+        results.append(TickResult(name, tick_ms, status, job_id or None, now_due))
         if status == RULE_UNAVAILABLE:
             log.warning(
                 "periodic schedule %r: job type %r has its priority rule in Python, and the"
@@ -407,10 +405,10 @@ def tick(store: Store, now_ms: int, *, limit: int = POLL_LIMIT) -> TickRound:
                 tick_ms,
             )
     # The next ticks as stored now, by this worker or (LOST) the one that won.
-    stored = [r.next_ms for r in results if r.next_ms is not None and r.next_ms >= 0]
+    dues = [r.next_ms for r in results if r.next_ms is not None and r.next_ms >= 0]
     if next_due is not None:
-        stored.append(next_due)
-    return TickRound(tuple(results), min(stored, default=None))
+        dues.append(next_due)
+    return TickRound(tuple(results), min(dues, default=None))
 
 
 class Ticker:
@@ -442,4 +440,3 @@ class Ticker:
                     f"created job {r.job_id}" if r.status == CREATED else "skipped (missed)",
                 )
         return result
-

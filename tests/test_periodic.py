@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -145,7 +145,7 @@ class TestBadInput:
             app.periodic("* * * * *", "report", catch_up="yes")  # type: ignore[arg-type]
         with pytest.raises(ValidationError, match="priority"):
             app.periodic("* * * * *", "report", priority=2**63)
-        with pytest.raises(ValidationError, match="msgpack|encode|payload"):
+        with pytest.raises(ValidationError, match=r"msgpack|encode|payload"):
             app.periodic("* * * * *", "report", payload=object())
         app.periodic("* * * * *", "report")
         with pytest.raises(p.InvalidScheduleError, match="exists"):
@@ -458,3 +458,39 @@ def test_worker_nodes_fire_a_schedule_no_node_registers(cluster: Cluster) -> Non
     assert all(j.payload == {"from": "schedule"} for j in jobs)
     [info] = p.schedules(store)
     assert info.last_tick_ms == dues[-1] and info.app == "producer:app"
+
+
+# -- the command line ----------------------------------------------------------------------
+
+
+def test_cli_lists_and_removes_schedules(
+    monkeypatch: pytest.MonkeyPatch, namespace: str, tmp_path: Any
+) -> None:
+    import fakeredis
+    import orjson
+    from click.testing import CliRunner
+
+    import rexec.app
+    from rexec.cli import main
+
+    server = fakeredis.FakeServer()
+    monkeypatch.setattr(rexec.app, "connect", lambda url: fakeredis.FakeRedis(server=server))
+    app = App("redis://fake", namespace=namespace)
+    app.periodic("30 9 * * 1-5", "report", timezone="Europe/Berlin", catch_up=True)
+    start = int(datetime(2026, 1, 15, 12, tzinfo=UTC).timestamp() * 1000)
+    app.deploy_periodic(now_ms=start)
+    runner = CliRunner(env={"COLUMNS": "200", "REXEC_REDIS_URL": None, "REXEC_NAMESPACE": None})
+    target = ["--redis-url", "redis://fake", "--namespace", namespace]
+    listed = runner.invoke(main, ["periodic", "list", *target])
+    assert listed.exit_code == 0, listed.output
+    assert "report" in listed.stdout and "2026-01-16 09:30:00+01:00" in listed.stdout
+    assert "2026-01-16 08:30:00+00:00" in listed.stdout and "yes" in listed.stdout
+    [row] = orjson.loads(runner.invoke(main, ["periodic", "list", "--json", *target]).stdout)
+    assert row["next_utc"] == "2026-01-16T08:30:00+00:00" and row["catch_up"] is True
+    removed = runner.invoke(main, ["periodic", "remove", "report", *target])
+    assert removed.exit_code == 0 and "removed" in removed.stdout
+    again = runner.invoke(main, ["periodic", "remove", "report", *target])
+    assert again.exit_code == 1 and "no periodic schedule 'report'" in again.stderr
+    bad = runner.invoke(main, ["periodic", "remove", "a b", *target])
+    assert bad.exit_code == 1 and "schedule name" in bad.stderr
+    app.close()
