@@ -14,12 +14,13 @@ from rexec.codec import check_ms, check_priority, check_type, pack, unpack, vari
 from rexec.definitions import definition_head, fingerprint, safe_name
 from rexec.errors import (
     ConfigurationError,
+    InvalidScheduleError,
     OptimisticLockingError,
     ProcessInstanceNotFoundError,
     ValidationError,
 )
 from rexec.management import Management
-from rexec.periodic import DEFAULT_GRACE_MS, InvalidScheduleError, Schedule
+from rexec.periodic import DEFAULT_GRACE_MS, PeriodicInfo, Schedule
 from rexec.priority import PriorityRule, ProcessPriority, process_priority, rule_priority
 from rexec.retry import DEFAULT_RETRY_CYCLE, RetryCycle
 from rexec.rules import FromVariable, plain_forms
@@ -233,6 +234,12 @@ class App:
         self.schedules.pop(name, None)
         self._schedule_payloads.pop(name, None)
         return unschedule(self.store, name)
+
+    def periodic_schedules(self) -> list[PeriodicInfo]:
+        """The schedules deployed in this namespace (by any app), by next run."""
+        from rexec.periodic import schedules
+
+        return schedules(self.store)
 
     def deploy_periodic(
         self, *, app_path: str | None = None, now_ms: int | None = None

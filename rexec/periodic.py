@@ -33,7 +33,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from cronsim import CronSim, CronSimError
 
 from rexec.codec import MAX_MS, priority_from_key
-from rexec.errors import ValidationError
+from rexec.errors import InvalidScheduleError, ValidationError
 
 if TYPE_CHECKING:
     from rexec.store import NewJob, Store
@@ -48,10 +48,6 @@ MAX_POLL_WAIT_MS = 1_000  # a newly deployed schedule is seen within this
 CREATED, SKIPPED, LOST, NOT_DUE, RULE_UNAVAILABLE = 0, 1, 2, 3, 4
 OUTCOMES = {CREATED: "created", SKIPPED: "skipped", LOST: "lost", NOT_DUE: "not due"}
 DEPLOY_STATUSES = ("new", "unchanged", "changed")
-
-
-class InvalidScheduleError(ValidationError):
-    """A cron expression, timezone, schedule name or time a periodic job cannot use."""
 
 
 def check_name(name: object) -> str:
