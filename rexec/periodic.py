@@ -44,6 +44,7 @@ NAME_RE = re.compile(r"^[A-Za-z0-9_.:\-]{1,200}$")
 DEFAULT_GRACE_MS = 60_000
 POLL_LIMIT = 100  # due schedules one poll ticks; more are ticked by the next poll
 MAX_POLL_WAIT_MS = 1_000  # a newly deployed schedule is seen within this
+MIN_POLL_GAP_MS = 50
 # tick.lua statuses
 CREATED, SKIPPED, LOST, NOT_DUE, RULE_UNAVAILABLE = 0, 1, 2, 3, 4
 OUTCOMES = {CREATED: "created", SKIPPED: "skipped", LOST: "lost", NOT_DUE: "not due"}
@@ -338,6 +339,7 @@ class TickRound:
 
     results: tuple[TickResult, ...]
     next_due_ms: int | None
+    unreadable: tuple[tuple[str, str], ...] = ()  # (name, why): due, but left alone
 
 
 def decide(
@@ -359,7 +361,7 @@ def tick(store: Store, now_ms: int, *, limit: int = POLL_LIMIT) -> TickRound:
     """One poll: ticks every schedule due at ``now_ms`` (the caller's view of Redis
     time). Idle, it costs one ZRANGE. Each tick is one compare-and-set script call: when
     several workers tick at once, one creates the job and the others get LOST. A record
-    this version cannot read is left alone (logged)."""
+    this version cannot read is left alone (named in ``unreadable``)."""
     k = store.keys
     rows: list[tuple[bytes, float]] = store.client.zrange(  # type: ignore[assignment]
         k.periodic_due, 0, limit - 1, withscores=True
@@ -371,10 +373,11 @@ def tick(store: Store, now_ms: int, *, limit: int = POLL_LIMIT) -> TickRound:
         return TickRound((), next_due)
     records: list[bytes | None] = store.client.hmget(k.periodic, [n for n, _ in due])  # type: ignore[assignment]
     results = []
+    unreadable = []
     for (name, tick_ms), record in zip(due, records, strict=True):
         info = None if record is None else parse_info(name, record, tick_ms, None)
         if info is None:
-            log.warning("periodic schedule %r has no record this version can read", name)
+            unreadable.append((name, "no record this version can read"))
             continue
         try:
             create, new_due, outcome = decide(
@@ -382,7 +385,7 @@ def tick(store: Store, now_ms: int, *, limit: int = POLL_LIMIT) -> TickRound:
                 catch_up=info.catch_up, grace_ms=info.grace_ms,
             )  # fmt: skip
         except ValidationError as exc:
-            log.warning("periodic schedule %r cannot be ticked: %s", name, exc)
+            unreadable.append((name, str(exc)))
             continue
         reply: list[Any] = store._run(  # type: ignore[assignment]
             "tick",
@@ -404,7 +407,7 @@ def tick(store: Store, now_ms: int, *, limit: int = POLL_LIMIT) -> TickRound:
     dues = [r.next_ms for r in results if r.next_ms is not None and r.next_ms >= 0]
     if next_due is not None:
         dues.append(next_due)
-    return TickRound(tuple(results), min(dues, default=None))
+    return TickRound(tuple(results), min(dues, default=None), tuple(unreadable))
 
 
 class Ticker:
@@ -417,6 +420,7 @@ class Ticker:
         self.clock = clock
         self.max_wait_ms = max_wait_ms
         self.next_poll_ms = 0
+        self._told: set[str] = set()  # unreadable schedules already logged
 
     def maybe_tick(self) -> TickRound | None:
         now = int(self.clock())
@@ -426,7 +430,14 @@ class Ticker:
         self.next_poll_ms = now + self.max_wait_ms
         result = tick(self.store, now)
         if result.next_due_ms is not None:
-            self.next_poll_ms = min(self.next_poll_ms, max(now + 1, result.next_due_ms))
+            # Not sooner than MIN_POLL_GAP_MS: a tick not yet due by Redis's clock (this
+            # process's estimate runs ahead) is retried, not spun on.
+            soonest = max(now + MIN_POLL_GAP_MS, result.next_due_ms)
+            self.next_poll_ms = min(self.next_poll_ms, soonest)
+        for name, why in result.unreadable:
+            if name not in self._told:
+                self._told.add(name)
+                log.warning("periodic schedule %r cannot be ticked: %s", name, why)
         for r in result.results:
             if r.status in (CREATED, SKIPPED):
                 log.info(

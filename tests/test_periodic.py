@@ -282,16 +282,23 @@ class TestTicks:
         pubsub.close()
         assert message is not None and message["data"].startswith(b"report|")
 
-    def test_an_unreadable_record_is_left_alone(
+    def test_an_unreadable_record_is_left_alone_and_logged_once(
         self, app: App, base: int, caplog: pytest.LogCaptureFixture
     ) -> None:
         k = app.store.keys
         app.client.hset(k.periodic, "junk", b"not a record")
         app.client.zadd(k.periodic_due, {"junk": base})
-        with caplog.at_level(logging.WARNING, "rexec.periodic"):
-            assert p.tick(app.store, base + 1).results == ()
-        assert "junk" in caplog.text
+        round_ = p.tick(app.store, base + 1)
+        assert round_.results == () and [n for n, _ in round_.unreadable] == ["junk"]
         assert p.schedules(app.store) == []
+        now = [base + 1]
+        ticker = p.Ticker(app.store, lambda: now[0])
+        with caplog.at_level(logging.WARNING, "rexec.periodic"):
+            ticker.maybe_tick()
+            assert ticker.next_poll_ms == base + 1 + p.MAX_POLL_WAIT_MS  # no spinning
+            now[0] = ticker.next_poll_ms
+            ticker.maybe_tick()
+        assert caplog.text.count("junk") == 1
 
 
 class TestDeploy:
@@ -385,6 +392,15 @@ class TestTicker:
         with pytest.raises(redis.ConnectionError):
             ticker.maybe_tick()
         assert ticker.maybe_tick() is None  # no hammering while Redis is away
+
+    def test_a_tick_ahead_of_redis_time_is_retried_not_spun_on(self, app: App) -> None:
+        now = app.store.time_ms()
+        info = deployed(app, now, "0 0 1 1 *", "report")
+        assert info.next_ms is not None
+        ahead = info.next_ms + 10  # this process's clock runs far ahead of Redis's
+        ticker = p.Ticker(app.store, lambda: ahead)
+        assert only(ticker.maybe_tick()).status == p.NOT_DUE  # type: ignore[arg-type]
+        assert ticker.next_poll_ms == ahead + p.MIN_POLL_GAP_MS
 
 
 # -- races: several tickers on one real Redis, and real worker nodes ----------------------
