@@ -510,3 +510,77 @@ def test_cli_lists_and_removes_schedules(
     bad = runner.invoke(main, ["periodic", "remove", "a b", *target])
     assert bad.exit_code == 1 and "schedule name" in bad.stderr
     app.close()
+
+
+def test_cli_deploy_writes_and_removes_an_apps_schedules(
+    monkeypatch: pytest.MonkeyPatch, namespace: str, tmp_path: Any
+) -> None:
+    import sys
+
+    import fakeredis
+    from click.testing import CliRunner
+
+    import rexec.app
+    from rexec.cli import main
+
+    server = fakeredis.FakeServer()
+    monkeypatch.setattr(rexec.app, "connect", lambda url: fakeredis.FakeRedis(server=server))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [str(tmp_path), *sys.path])
+    name = f"periodicapp_{tmp_path.name.replace('-', '_')}"
+    head = "import rexec\napp = rexec.App('redis://fake', namespace='w')\n"
+    runner = CliRunner(env={"REXEC_REDIS_URL": None, "REXEC_NAMESPACE": None})
+    target = ["--redis-url", "redis://fake", "--namespace", namespace]
+    try:
+        (tmp_path / f"{name}.py").write_text(
+            head + "@app.periodic('*/5 * * * *', 'report')\ndef report(ctx, p): pass\n"
+            "app.periodic('0 * * * *', 'report', name='hourly')\n"
+        )
+        out = runner.invoke(main, ["deploy", f"{name}:app", *target])
+        assert out.exit_code == 0, out.output
+        assert out.stdout.split("\n")[:3] == [
+            "report: new", "periodic report: new", "periodic hourly: new",
+        ]  # fmt: skip
+        sys.modules.pop(name, None)
+        (tmp_path / f"{name}.py").write_text(
+            head + "@app.periodic('*/5 * * * *', 'report')\ndef report(ctx, p): pass\n"
+        )
+        out = runner.invoke(main, ["deploy", f"{name}:app", *target])
+        assert "periodic report: unchanged" in out.stdout
+        assert "periodic hourly: removed" in out.stdout
+    finally:
+        sys.modules.pop(name, None)
+    with App("redis://fake", namespace=namespace) as app:
+        [info] = app.periodic_schedules()
+        assert (info.name, info.app) == ("report", f"{name}:app")
+
+
+@pytest.mark.slow
+def test_a_node_that_comes_back_skips_or_catches_up_missed_ticks(cluster: Cluster) -> None:
+    """No node runs while ticks pass; then one starts. The schedule without catch_up
+    creates no job for the missed ticks; the one with catch_up creates exactly one, for
+    the first tick missed. Both then go on from now."""
+    producer = App.with_client(cluster.app.client, namespace=cluster.namespace)
+    producer.periodic("*/2 * * * * *", "tock", "skip", name="skipper")
+    producer.periodic("*/2 * * * * *", "tock", "catch", name="catcher", catch_up=True)
+    producer.deploy_periodic(app_path="producer:app")
+    store = producer.store
+    firsts = {s.name: s.next_ms for s in producer.periodic_schedules()}
+    cluster.wait_for(lambda: store.time_ms() > max(firsts.values()) + 4500, "two ticks missed")
+    assert jobs_of(store, "tock") == []
+    started = store.time_ms()
+    node = cluster.start_node(processes=2, concurrency=1)
+    cluster.wait_for(
+        lambda: {j.payload for j in jobs_of(store, "tock") if j.due_ms > started} >= {
+            "skip", "catch",
+        },
+        "both schedules ticking again",
+    )  # fmt: skip
+    cluster.stop_node(node)
+    missed = {"skip": [], "catch": []}  # type: dict[str, list[int]]
+    for job in jobs_of(store, "tock"):
+        if job.due_ms <= started:
+            missed[job.payload].append(job.due_ms)
+    assert missed == {"skip": [], "catch": [firsts["catcher"]]}
+    dues = [j.due_ms for j in jobs_of(store, "tock") if j.payload == "catch"]
+    assert len(dues) == len(set(dues))
