@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -133,6 +133,17 @@ class TestBadInput:
             p.next_runs("* * * * *", after=datetime(2026, 1, 1))
         with pytest.raises(p.InvalidScheduleError, match="naive"):
             p.to_ms(datetime(2026, 1, 1), "now_ms")
+
+    def test_naive_start_writes_nothing(self, app: App) -> None:
+        app.periodic("* * * * *", "report")
+        with pytest.raises(p.InvalidScheduleError, match="naive") as info:
+            app.deploy_periodic(now_ms=datetime(2026, 1, 1))  # type: ignore[arg-type]
+        assert "\n" not in str(info.value)
+        assert not app.client.exists(app.store.keys.periodic, app.store.keys.periodic_due)
+        aware = datetime(2026, 1, 1, tzinfo=ZoneInfo("Europe/Paris"))
+        app.deploy_periodic(now_ms=aware)  # type: ignore[arg-type]
+        [info_] = p.schedules(app.store)
+        assert info_.next_ms == int((aware + timedelta(minutes=1)).timestamp() * 1000)
 
     def test_other_bad_options(self, app: App) -> None:
         with pytest.raises(ValidationError, match="job type"):
@@ -577,7 +588,7 @@ def test_a_node_that_comes_back_skips_or_catches_up_missed_ticks(cluster: Cluste
         "both schedules ticking again",
     )  # fmt: skip
     cluster.stop_node(node)
-    missed = {"skip": [], "catch": []}  # type: dict[str, list[int]]
+    missed: dict[str, list[int]] = {"skip": [], "catch": []}
     for job in jobs_of(store, "tock"):
         if job.due_ms <= started:
             missed[job.payload].append(job.due_ms)
