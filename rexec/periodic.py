@@ -59,11 +59,15 @@ def check_name(name: object) -> str:
     return name
 
 
-@lru_cache(maxsize=256)
 def zone(name: object) -> ZoneInfo:
     """The IANA timezone ``name`` (``UTC``, ``Europe/Berlin``), or InvalidScheduleError."""
     if not isinstance(name, str) or not name:
         raise InvalidScheduleError(f"timezone must be an IANA name like 'UTC', got {name!r}")
+    return _zone(name)
+
+
+@lru_cache(maxsize=256)
+def _zone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, OSError):
@@ -132,8 +136,8 @@ def next_runs(
 @dataclass(frozen=True, slots=True)
 class Schedule:
     """A periodic job as an app declares it: every tick of ``cron`` in ``timezone``
-    creates one job of ``type``. ``job_fields`` are the job's creation fields as the
-    enqueue script takes them (type, priority, retries, exclusive, payload)."""
+    creates one job as ``job`` describes it (type, payload, priority; the app fills in
+    its own defaults at deploy, as for enqueue)."""
 
     name: str
     cron: str
@@ -232,6 +236,7 @@ def parse_info(
         return None
     try:
         fp, cron, tz, catch_up, grace, app, host, deployed, t, pk = (p.decode() for p in parts[:10])
+        zone(tz)  # an InvalidScheduleError is a ValueError: not a record to show
         tick_ms, outcome, job_id, at_ms = None, "", "", None
         if last:
             tick, outcome, job_id, at = _text(last).split("|", 3)
