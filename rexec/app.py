@@ -14,11 +14,13 @@ from rexec.codec import check_ms, check_priority, check_type, pack, unpack, vari
 from rexec.definitions import definition_head, fingerprint, safe_name
 from rexec.errors import (
     ConfigurationError,
+    InvalidScheduleError,
     OptimisticLockingError,
     ProcessInstanceNotFoundError,
     ValidationError,
 )
 from rexec.management import Management
+from rexec.periodic import DEFAULT_GRACE_MS, PeriodicInfo, Schedule
 from rexec.priority import PriorityRule, ProcessPriority, process_priority, rule_priority
 from rexec.retry import DEFAULT_RETRY_CYCLE, RetryCycle
 from rexec.rules import FromVariable, plain_forms
@@ -82,6 +84,8 @@ class App:
         self.history_max_len = history_max_len
         self.history_ttl_ms = history_ttl_ms
         self.definitions: dict[str, JobDefinition] = {}
+        self.schedules: dict[str, Schedule] = {}
+        self._schedule_payloads: dict[str, Any] = {}
         self.app_path: str | None = None  # module:attribute, when loaded by a command
         self._client: redis.Redis | None = None
         self._store: Store | None = None
@@ -177,6 +181,98 @@ class App:
 
         return register
 
+    # -- periodic jobs ------------------------------------------------------------------
+
+    def periodic(
+        self,
+        cron: str,
+        type: str,
+        payload: Any = None,
+        *,
+        name: str | None = None,
+        timezone: str = "UTC",
+        priority: int | None = None,
+        catch_up: bool = False,
+        grace_ms: int = DEFAULT_GRACE_MS,
+    ) -> Callable[[F], F]:
+        """Declares a periodic job: every tick of ``cron`` (five fields, or six with a
+        leading seconds field) in ``timezone`` creates one job of ``type`` with
+        ``payload``, however many workers run. ``deploy()`` stores it in Redis; from
+        then on any worker of the namespace fires it. A tick no worker ran within
+        ``grace_ms`` is skipped, or run once with ``catch_up=True``. ``name`` (default:
+        the type) tells several schedules of one type apart.
+
+        Returns a decorator: ``@app.periodic(...)`` over a function also registers it
+        as the handler of ``type`` (as ``@app.job(type)`` would)."""
+        check_type(type)
+        schedule_name = type if name is None else name
+        if priority is not None:
+            check_priority(priority)
+        job = NewJob(type=type, payload_raw=None if payload is None else pack(payload),
+                     priority=priority)  # fmt: skip
+        schedule = Schedule(
+            schedule_name, cron, timezone, job, catch_up=catch_up, grace_ms=grace_ms
+        )
+        if schedule_name in self.schedules:
+            raise InvalidScheduleError(
+                f"a schedule named {schedule_name!r} exists: give another name=..."
+            )
+        self.schedules[schedule_name] = schedule
+        self._schedule_payloads[schedule_name] = payload
+
+        def register(fn: F) -> F:
+            return self.job(type)(fn)
+
+        return register
+
+    def unschedule(self, name: str) -> bool:
+        """Removes schedule ``name`` from this app and from Redis (whichever app deployed
+        it); False when Redis had no such schedule."""
+        from rexec.periodic import check_name, unschedule
+
+        check_name(name)
+        self.schedules.pop(name, None)
+        self._schedule_payloads.pop(name, None)
+        return unschedule(self.store, name)
+
+    def periodic_schedules(self) -> list[PeriodicInfo]:
+        """The schedules deployed in this namespace (by any app), by next run."""
+        from rexec.periodic import schedules
+
+        return schedules(self.store)
+
+    def deploy_periodic(
+        self, *, app_path: str | None = None, now_ms: int | None = None
+    ) -> dict[str, str]:
+        """Stores this app's schedules in Redis and removes those it (the same app path)
+        deployed before and no longer declares; ``deploy()`` does this too. ``now_ms``
+        (Redis time when None) is when a new schedule starts counting. Returns per name
+        ``new``, ``unchanged``, ``changed`` or ``removed``."""
+        import socket
+
+        from rexec.periodic import deploy
+
+        schedules = [self._resolved_schedule(s) for s in self.schedules.values()]
+        return deploy(
+            self.store,
+            schedules,
+            app=safe_name(app_path or self.app_path or "unknown"),
+            host=safe_name(socket.gethostname()),
+            now_ms=now_ms,
+        )
+
+    def _resolved_schedule(self, schedule: Schedule) -> Schedule:
+        """The schedule with this app's own defaults for its type (as enqueue takes
+        them): a priority rule in Python is evaluated once, with the payload."""
+        import dataclasses
+
+        spec: dict[str, Any] = {
+            "type": schedule.job.type,
+            "payload": self._schedule_payloads.get(schedule.name),
+            "priority": schedule.job.priority,
+        }
+        return dataclasses.replace(schedule, job=self._new_job(spec, {}))
+
     # -- producers ----------------------------------------------------------------------
 
     def enqueue(
@@ -263,11 +359,12 @@ class App:
 
     # -- job definitions ----------------------------------------------------------------
 
-    def deploy(self, *, app_path: str | None = None) -> dict[str, str]:
+    def deploy(self, *, app_path: str | None = None, periodic: bool = True) -> dict[str, str]:
         """Stores this app's job definitions in Redis (one script): from then on every
         producer gets their priority rule, retry cycle and defaults. The last deploy of
         a type wins. Returns, per type, ``new``, ``unchanged``, ``changed`` or
-        ``conflict`` (it replaced another app's different definition)."""
+        ``conflict`` (it replaced another app's different definition). Then, unless
+        ``periodic=False``, its periodic schedules (``deploy_periodic``)."""
         import socket
 
         path = app_path or self.app_path or "unknown"
@@ -277,6 +374,8 @@ class App:
             head = definition_head(self.definitions[name])
             rows.append((name, head, fingerprint(head), host, safe_name(path)))
         statuses = self.store.deploy(rows)
+        if periodic:
+            self.deploy_periodic(app_path=path)
         return {row[0]: DEPLOY_STATUSES[s] for row, s in zip(rows, statuses, strict=True)}
 
     # -- process instances ------------------------------------------------------------------

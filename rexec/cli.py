@@ -34,6 +34,7 @@ from rexec.codec import check_priority, check_type
 from rexec.errors import (
     ConfigurationError,
     JobNotFoundError,
+    NotFoundError,
     PayloadError,
     ProcessInstanceNotFoundError,
     RexecError,
@@ -483,7 +484,8 @@ def definitions(app: App, *, as_json: bool) -> None:
 @redis_url_option(APP_URL_HELP)
 def deploy(*, app_path: str, redis_url: str | None, namespace: str | None) -> None:
     """Store APP's job definitions in Redis (what `rexec worker` does at start), so
-    every producer gets their priority rules, retry cycles and defaults."""
+    every producer gets their priority rules, retry cycles and defaults; and its
+    periodic schedules (removing those it deployed before and no longer declares)."""
     app = load_app(app_path)
     if redis_url:
         app.redis_url = redis_url
@@ -497,12 +499,15 @@ def deploy(*, app_path: str, redis_url: str | None, namespace: str | None) -> No
         err=True,
     )
     try:
-        statuses = app.deploy()
+        statuses = app.deploy(periodic=False)
+        schedules = app.deploy_periodic(app_path=app_path)
     finally:
         app.close()
     for job_type, status in statuses.items():
         line = f"{job_type}: {status}"
         click.secho(line, fg="red" if status == "conflict" else None)
+    for name, status in schedules.items():
+        click.echo(f"periodic {name}: {status}")
 
 
 @main.command()
@@ -849,6 +854,64 @@ def instance_end(app: App, *, process_instance_id: str) -> None:
     if not app.end_process_instance(process_instance_id):
         raise ProcessInstanceNotFoundError(f"no process instance {process_instance_id!r}")
     click.echo(f"process instance {process_instance_id}: ended")
+
+
+# -- periodic jobs ----------------------------------------------------------------------------
+
+
+@main.group(cls=RexecGroup)
+def periodic() -> None:
+    """Periodic jobs: the cron schedules deployed with the apps (App.periodic)."""
+
+
+@periodic.command("list")
+@json_option
+@with_app(warn_empty=False)
+def periodic_list(app: App, *, as_json: bool) -> None:
+    """Every schedule with its next run (in its own timezone and in UTC), its last
+    tick and what became of it, and whether missed ticks are caught up."""
+    from rexec.periodic import schedules
+
+    infos = [info.to_dict() for info in schedules(app.store)]
+    if as_json:
+        print_json(infos)
+        return
+    table = Table("schedule", "type", "cron", "next run", "next run (UTC)", "last tick",
+                  "catch_up", title=f"{len(infos)} periodic schedules")  # fmt: skip
+    for info in infos:
+        last = "-"
+        if info["last_tick_ms"] is not None:
+            last = f"{when(info['last_tick_ms'], '%Y-%m-%d %H:%M:%S')} {info['last_outcome']}"
+            if info["last_job_id"]:
+                last += f" (job {info['last_job_id']})"
+        table.add_row(
+            cell(info["name"]),
+            cell(info["type"]),
+            cell(f"{info['cron']} ({info['timezone']})"),
+            cell(_local_time(info["next_local"])),
+            cell(_local_time(info["next_utc"])),
+            cell(last),
+            cell("yes" if info["catch_up"] else "no"),
+        )
+    console().print(table)
+
+
+def _local_time(iso: str | None) -> str | None:
+    """An ISO time with its offset as ``YYYY-MM-DD HH:MM:SS+hh:mm``."""
+    return None if iso is None else iso.replace("T", " ")
+
+
+@periodic.command("remove")
+@click.argument("name", metavar="NAME")
+@with_app
+def periodic_remove(app: App, *, name: str) -> None:
+    """Remove schedule NAME: no tick of it creates a job from now on (an app that
+    declares it brings it back at its next deploy)."""
+    from rexec.periodic import unschedule
+
+    if not unschedule(app.store, name):
+        raise NotFoundError(f"no periodic schedule {name!r}")
+    click.echo(f"periodic schedule {name}: removed")
 
 
 # -- workers' metrics -----------------------------------------------------------------------

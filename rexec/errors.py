@@ -23,6 +23,10 @@ class InvalidJobTypeError(ValidationError):
     """A job type name rexec cannot store."""
 
 
+class InvalidScheduleError(ValidationError):
+    """A cron expression, timezone, schedule name or time a periodic job cannot use."""
+
+
 class PayloadError(ValidationError):
     """A payload or variables that msgpack cannot encode or decode."""
 

@@ -44,6 +44,9 @@ SCRIPT_KEY_NAMES: tuple[str, ...] = (
     "suspended_pis",
     "future",
     "instance_jobs",
+    "periodic",
+    "periodic_due",
+    "periodic_last",
 )
 
 
@@ -193,6 +196,18 @@ class Keys:
     @property
     def instance_jobs(self) -> str:
         return self.prefix + "instance_jobs"
+
+    @property
+    def periodic(self) -> str:
+        return self.prefix + "periodic"
+
+    @property
+    def periodic_due(self) -> str:
+        return self.prefix + "periodic_due"
+
+    @property
+    def periodic_last(self) -> str:
+        return self.prefix + "periodic_last"
 
     @property
     def series(self) -> str:

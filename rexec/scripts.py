@@ -43,6 +43,8 @@ SCRIPT_NAMES = (
     "deploy",
     "set_variables",
     "check_instances",
+    "deploy_periodic",
+    "tick",
 )
 
 

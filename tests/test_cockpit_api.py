@@ -646,3 +646,15 @@ def test_a_finished_job_says_what_became_of_it(rapp: App, namespace: str) -> Non
     with TestClient(create_app(rapp)) as client:
         refused(client.get(f"/api/jobs/{job_id}"), 404, "no longer queued: completed")
         refused(client.get("/api/jobs/999999"), 404, "no job")
+
+
+def test_periodic_schedules_with_their_next_runs(api: TestClient, rapp: App) -> None:
+    assert ok(api.get("/api/periodic"))["schedules"] == []
+    rapp.periodic("*/15 * * * *", "report", {"to": "ops"}, timezone="America/New_York")
+    rapp.deploy_periodic()
+    view = ok(api.get("/api/periodic"))
+    [row] = view["schedules"]
+    assert (row["name"], row["type"], row["cron"]) == ("report", "report", "*/15 * * * *")
+    assert row["next_ms"] > view["now_ms"] and row["next_ms"] % 900_000 == 0
+    assert row["next_local"].endswith(("-05:00", "-04:00")) and row["next_utc"].endswith("+00:00")
+    assert row["last_tick_ms"] is None and row["catch_up"] is False

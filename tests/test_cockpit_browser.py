@@ -285,3 +285,21 @@ def test_charts_render_with_data_and_pages_go_past_5000_jobs(
         at(text)
     assert queue_ids(page) == shown
     assert errors == []
+
+
+def test_cluster_tab_shows_periodic_schedules_and_next_runs(
+    cockpit_url: tuple[str, App], page: Page, tmp_path: Path
+) -> None:
+    url, app = cockpit_url
+    app.periodic("0 7 * * 1-5", "daily-report", {"to": "ops"}, timezone="Europe/Berlin")
+    app.deploy_periodic()
+    [info] = app.periodic_schedules()
+    page.goto(url)
+    page.click(".tabs button[data-tab='cluster']")
+    row = page.locator("#periodic-table tbody tr", has_text="daily-report")
+    row.first.wait_for()
+    text = row.first.inner_text()
+    assert "0 7 * * 1-5 (Europe/Berlin)" in text
+    local, utc = info.to_dict()["next_local"], info.to_dict()["next_utc"]
+    assert local.replace("T", " ") in text and utc.replace("T", " ") in text
+    page.screenshot(path=str(tmp_path / "periodic.png"), full_page=True)

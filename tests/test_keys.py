@@ -52,6 +52,9 @@ SHOP_KEYS = {
     "suspended_pis": "rexec:{shop}:suspended_pis",
     "future": "rexec:{shop}:future",
     "instance_jobs": "rexec:{shop}:instance_jobs",
+    "periodic": "rexec:{shop}:periodic",
+    "periodic_due": "rexec:{shop}:periodic_due",
+    "periodic_last": "rexec:{shop}:periodic_last",
 }
 
 SHOP_SCRIPT_KEYS = [
@@ -85,6 +88,9 @@ SHOP_SCRIPT_KEYS = [
     "rexec:{shop}:suspended_pis",
     "rexec:{shop}:future",
     "rexec:{shop}:instance_jobs",
+    "rexec:{shop}:periodic",
+    "rexec:{shop}:periodic_due",
+    "rexec:{shop}:periodic_last",
 ]
 
 valid_namespaces = st.text(

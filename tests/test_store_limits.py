@@ -554,6 +554,16 @@ def test_every_script_takes_argument_lists_far_beyond_luas_limits(
         )
         == 0
     )
+    # deploy 12,000 periodic schedules in one call, one with a 1 MB payload; tick it
+    schedules: list[Any] = ["app:app", "host", BIG]
+    for i in range(BIG):
+        payload = b"\xc6" + (1_000_000).to_bytes(4, "big") + b"x" * 1_000_000 if i == 0 else b""
+        schedules += [f"s{i}", "f", "* * * * *", "UTC", "0", 60_000, "tick", "", "", "0",
+                      payload, 60_000]  # fmt: skip
+    assert run("deploy_periodic", schedules) == [[0] * BIG, []]
+    reply = run("tick", [wake, "s0", "f", 60_000, 120_000, "1", "created"])
+    assert reply[0] == 0 and len(client.hget(keys.payloads, reply[1])) == 1_000_005
+    run("delete_job", [wake, reply[1]])
     from rexec.scripts import SCRIPT_NAMES
 
     assert ran == set(SCRIPT_NAMES)

@@ -32,4 +32,7 @@ local K = {
   suspended_pis = KEYS[28],  -- set   suspended process instances
   future = KEYS[29],         -- zset  lex, the scheduled jobs as in ready (see next_candidates)
   instance_jobs = KEYS[30],  -- zset  lex, member "pi|id": the jobs of each process instance
+  periodic = KEYS[31],       -- hash  schedule name -> periodic job record (rexec/periodic.py)
+  periodic_due = KEYS[32],   -- zset  score next tick ms, member schedule name
+  periodic_last = KEYS[33],  -- hash  schedule name -> "tick ms|outcome|job id|at ms"
 }

@@ -18,6 +18,7 @@ cannot be reached. Redis calls run in a thread pool, never on the event loop.
     POST   /api/types/{type}/suspend | /activate  {"include_jobs": true}
     GET    /api/process-instances/{id}                 variables and jobs
     GET    /api/cluster                                nodes, workers, counters and rates
+    GET    /api/periodic                               periodic schedules, next runs
     GET    /api/series                                 the last hour, for the charts
     GET    /metrics                                    Prometheus text format
 """
@@ -59,6 +60,7 @@ from rexec.errors import (
     ValidationError,
 )
 from rexec.job import JobState
+from rexec.periodic import schedules
 from rexec.prometheus import render_metrics
 
 INTEGER_RE = re.compile(r"^[+-]?\d{1,20}$")
@@ -402,6 +404,15 @@ def api_routes(cockpit: Cockpit) -> list[BaseRoute]:
     async def cluster(request: Request) -> Response:
         return JSON(await run_in_threadpool(cockpit.cluster.snapshot))
 
+    async def periodic(request: Request) -> Response:
+        def read() -> dict[str, Any]:
+            return {
+                "now_ms": app.store.time_ms(),
+                "schedules": [info.to_dict() for info in schedules(app.store)],
+            }
+
+        return JSON(await run_in_threadpool(read))
+
     async def metrics(request: Request) -> Response:
         def read() -> bytes:
             return render_metrics(app, type_counts=cockpit.counts()["by_type"])
@@ -426,6 +437,7 @@ def api_routes(cockpit: Cockpit) -> list[BaseRoute]:
         Route(type_path + "/activate", type_suspension(False), methods=["POST"]),
         Route("/api/process-instances/{pi}", instance),
         Route("/api/cluster", cluster),
+        Route("/api/periodic", periodic),
         Route("/api/series", series),
         Route("/metrics", metrics),
     ]

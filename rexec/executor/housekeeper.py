@@ -1,4 +1,5 @@
-"""Housekeeping: timeouts, lock renewal, metrics, heartbeats — one thread, a short tick.
+"""Housekeeping: timeouts, lock renewal, metrics, heartbeats, periodic ticks — one
+thread, a short tick.
 
 Each duty runs on its own schedule and in its own ``try``: a renewal that fails does
 not stop the metrics flush, and nothing stops the tick. Renewal covers exactly the jobs
@@ -27,6 +28,7 @@ from rexec.executor.execution import Chain, Execution
 from rexec.executor.pacing import Slot
 from rexec.executor.runtime import Runtime
 from rexec.executor.slots import Slots
+from rexec.executor.ticker import periodic_ticker
 from rexec.status import Status
 
 log = logging.getLogger("rexec.worker")
@@ -59,6 +61,7 @@ class Housekeeper:
         self.saturated = False  # set by the acquirer
         self.strategy: BackoffJobAcquisitionStrategy | None = None  # its levels, for show
         self._completed_before = 0
+        self.ticker = periodic_ticker(rt)
 
     def run(self) -> None:
         rt = self.rt
@@ -77,6 +80,7 @@ class Housekeeper:
             self._duty("timeouts", self.expire_timeouts)
             self._duty("rebalance", self.slots.rebalance)
             self._duty("beat", self.beat)
+            self._duty("periodic", self.ticker.maybe_tick)
             if now >= due["renew"]:
                 due["renew"] = now + renew_every
                 self._duty("renewal", self.renew_locks)

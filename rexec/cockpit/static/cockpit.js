@@ -638,6 +638,19 @@ function renderCluster(data) {
   }
 }
 
+// The schedules with their next runs, in their own timezone and in UTC.
+function renderPeriodic(data) {
+  const rows = data.schedules.map((s) => h("tr", {},
+    h("td", { class: "mono" }, s.name),
+    h("td", { class: "mono" }, s.type),
+    h("td", { class: "mono" }, `${s.cron} (${s.timezone})`),
+    h("td", {}, s.next_local ? s.next_local.replace("T", " ") : "–"),
+    h("td", {}, s.next_utc ? s.next_utc.replace("T", " ") : "–"),
+    h("td", {}, s.last_tick_ms === null ? "–" : `${fmtTime(s.last_tick_ms)} ${s.last_outcome}${s.last_job_id ? ` (job ${s.last_job_id})` : ""}`),
+    h("td", {}, s.catch_up ? "yes" : "no")));
+  $("#periodic-table tbody").replaceChildren(...(rows.length ? rows : [h("tr", {}, h("td", { colspan: "7", class: "empty" }, "No periodic schedules. Declare one with app.periodic(...) and deploy the app."))]));
+}
+
 // -- rendering: charts ---------------------------------------------------------------------------
 
 const SVG_NS = "http://www.w3.org/2000/svg";
@@ -743,12 +756,13 @@ function refresh() {
 async function load() {
   try {
     const requests = [api("GET", "/api/overview"), api("GET", `/api/jobs?${jobsQuery()}`)];
-    if (view.tab === "cluster") requests.push(api("GET", "/api/cluster"));
+    if (view.tab === "cluster") requests.push(api("GET", "/api/cluster"), api("GET", "/api/periodic"));
     if (view.tab === "charts") requests.push(api("GET", "/api/series"));
-    const [overview, jobs, extra] = await Promise.all(requests);
+    const [overview, jobs, extra, periodic] = await Promise.all(requests);
     renderOverview(overview);
     renderJobs(jobs);
     if (view.tab === "cluster" && extra) renderCluster(extra);
+    if (view.tab === "cluster" && periodic) renderPeriodic(periodic);
     if (view.tab === "charts" && extra) renderCharts(extra);
     await refreshDrawer();
     $("#error-bar").hidden = true;
