@@ -8,8 +8,9 @@ ARGV[1] wake channel; ARGV[2] number of jobs n; then 7 fields per job:
   process instance id ('' = none), msgpack payload ('' = none).
   What is not explicit comes from the stored job definition (resolve_new, SPEC §4).
 then (optional) n unique keys, one per job ('' = none, at most 256 bytes): a job whose
-  key is held by a job that still exists (queued, scheduled, running or an incident) is
-  not created, and that job's id is its reply; two jobs of one call with one key are one.
+  key is held by a job that is queued, scheduled or running (not an incident: incidents
+  free their keys, hold_key) is not created, and that job's id is its reply; two jobs of
+  one call with one key are one.
 Reply: id of the first job, the others following in order (ids are consecutive); with
 unique keys, the list of the jobs' ids in order instead.
 Errors: 'REXEC:PI_NOT_FOUND <pi>', 'REXEC:RULE_UNAVAILABLE <type>'; nothing is written then.
@@ -27,6 +28,7 @@ Errors: 'REXEC:PI_NOT_FOUND <pi>', 'REXEC:RULE_UNAVAILABLE <type>'; nothing is w
 -- @include wake_message
 -- @include index_instance_job
 -- @include start_trail
+-- @include decode_job
 
 local n = arg_int(2, 1, 100000)
 local keyed = #ARGV == 2 + 8 * n
@@ -91,7 +93,8 @@ if keyed then
         held[i] = claimed[key]
       else
         local other = redis.call('HGET', K.unique_keys, key)
-        if other and redis.call('HEXISTS', K.jobs, other) == 1 then
+        local oj = other and decode_job(redis.call('HGET', K.jobs, other))
+        if oj and (oj.r > 0 or oj.o ~= '') then
           held[i] = other
         else
           claimed[key] = i

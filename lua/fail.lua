@@ -25,6 +25,7 @@ Reply: {status (0 ok, 1 no such job, 2 lock lost), state the job is now in}
 -- @include record_history
 -- @include trim_history
 -- @include note_attempt
+-- @include hold_key
 
 local id = ARGV[3]
 local consumed, wait_ms = arg_int(6, 0, 1), arg_int(7, 0, 70368744177664)
@@ -54,7 +55,10 @@ j.d = now + (def and retry_wait(def, j.r) or wait_ms)
 j.v = j.v + 1
 if ARGV[5] ~= '' then redis.call('HSET', K.errors, id, ARGV[5]) end
 local state, woke = unlock_job(id, j, now)
-if state == 'incident' then redis.call('HINCRBY', K.counters, 'incidents', 1) end
+if state == 'incident' then
+  redis.call('HINCRBY', K.counters, 'incidents', 1)
+  hold_key(id, j)
+end
 if consumed > 0 then
   local outcome = state == 'incident' and 'incident' or 'failed'
   redis.call('HINCRBY', K.counters, outcome .. '|' .. j.t, 1)

@@ -272,8 +272,8 @@ class App:
         key: str | None = None,
     ) -> str:
         """Creates one job; returns its id. Nothing is written if anything is invalid.
-        ``key`` makes it unique: while a job with that key exists (queued, scheduled,
-        running or an incident), the existing job's id is returned instead."""
+        ``key`` makes it unique: while a job with that key is queued, scheduled or
+        running, that job's id is returned instead."""
         return self.enqueue_many([self._spec(locals())])[0]
 
     async def aenqueue(

@@ -775,12 +775,13 @@ class _Checker:
                 detail = "a job_keys entry of a job that is gone"
                 job_id, item, key = _text(raw), None, "job_keys"
             else:
-                detail = (
-                    "a unique key held by a job that is gone: it blocks nothing (an enqueue"
-                    " takes it over) but is never freed"
-                    if what == "stale-key"
-                    else "a unique key whose job lacks its job_keys entry: leaving would not"
-                    " free it"
+                detail = {
+                    "stale-key": "a unique key held by a job that is gone: it blocks nothing"
+                    " (an enqueue takes it over) but is never freed",
+                    "incident-key": "a unique key held by an incident (incidents free theirs)",
+                }.get(
+                    what,
+                    "a unique key whose job lacks its job_keys entry: leaving would not free it",
                 )
                 job_id, item, key = None, _text(raw), "unique_keys"
             self.add(

@@ -116,7 +116,8 @@ class JobType(Generic[P, R]):
     ) -> JobHandle:
         """Creates one job of this type. ``delay`` is a timedelta or int ms, ``at`` a
         timezone-aware datetime; ``key`` makes it unique: while a job with that key
-        exists, this returns that job's handle instead of creating another."""
+        is queued, scheduled or running, this returns that job's handle instead of
+        creating another (an incident frees its key)."""
         spec = enqueue_spec(
             self.type,
             payload,

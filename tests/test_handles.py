@@ -290,20 +290,39 @@ def test_a_key_gives_the_existing_job(app: App, types: dict[str, Any]) -> None:
 
 def test_every_way_out_frees_a_key(app: App, types: dict[str, Any]) -> None:
     add = types["add"]
+    k = app.store.keys
     deleted = add.enqueue(key="k")
     app.store.delete([deleted.id])
-    incident = add.enqueue(key="k")
-    assert incident.id != deleted.id
+    first = add.enqueue(key="k")
+    assert first.id != deleted.id
+    assert fail(app, take(app), raised(Fail("stop")), give_up=True) is rexec.JobState.INCIDENT
+    # An incident frees its key: the next enqueue makes a new job.
+    second = add.enqueue(key="k")
+    assert second.id != first.id and add.enqueue(key="k").id == second.id
+    # Resolving the incident while another job holds the key: it runs without one.
+    app.store.set_retries([first.id], 1)
+    assert add.enqueue(key="k").id == second.id
+    assert app.client.hget(k.job_keys, first.id) is None
+    # Resolving it while nobody holds it: it takes its key back.
+    complete(app, take(app), 0)
+    complete(app, take(app), 0)
+    third = add.enqueue(key="k3")
     fail(app, take(app), raised(Fail("stop")), give_up=True)
-    assert incident.status() is JobStatus.INCIDENT
-    assert add.enqueue(key="k").id == incident.id  # an incident holds its key
-    app.store.set_retries([incident.id], 1)  # resolved: runs again, still holding it
-    assert add.enqueue(key="k").id == incident.id
-    fail(app, take(app), raised(Fail("stop")), give_up=True)
-    app.store.delete([incident.id])
-    assert add.enqueue(key="k").id != incident.id
-    k = app.store.keys
-    assert app.client.hlen(k.unique_keys) == 1 and app.client.hlen(k.job_keys) == 1
+    assert app.client.hget(k.unique_keys, "k3") is None
+    app.store.set_retries([third.id], 2)
+    assert add.enqueue(key="k3").id == third.id
+    app.store.set_retries([third.id], 0)  # an operator makes it an incident: key freed
+    assert add.enqueue(key="k3").id != third.id
+    app.store.delete([third.id])
+    complete(app, take(app), 0)
+    assert app.client.hlen(k.unique_keys) == 0 and app.client.hlen(k.job_keys) == 0
+    assert check_clean(app)
+
+
+def check_clean(app: App) -> bool:
+    from rexec.check import check
+
+    return check(app.store) == []
 
 
 def test_keys_within_one_call(app: App, types: dict[str, Any]) -> None:
@@ -385,18 +404,24 @@ def test_check_finds_and_repairs_stale_keys(app: App, types: dict[str, Any]) -> 
     app.client.hset(k.unique_keys, "ghost", "999999")
     app.client.hset(k.job_keys, "999998", "nobody")
     app.client.hdel(k.job_keys, unpaired.id)
+    incident = types["add"].enqueue(key="incident")
+    raw = app.client.hget(k.jobs, incident.id)
+    fields = raw.split(b"|")
+    fields[3] = b"0"  # an incident written by hand, still holding its key
+    app.client.hset(k.jobs, incident.id, b"|".join(fields))
     found = check(app.store)
     assert {(v.kind, v.key, v.item or v.job_id) for v in found} == {
         (Kind.UNIQUE_KEY, "unique_keys", "ghost"),
         (Kind.UNIQUE_KEY, "job_keys", "999998"),
         (Kind.UNIQUE_KEY, "unique_keys", "unpaired"),
-    }
-    assert len(repair(app.store)) == 3
-    assert check(app.store) == []
+        (Kind.UNIQUE_KEY, "unique_keys", "incident"),
+    } | {(v.kind, v.key, v.item or v.job_id) for v in found if v.kind != Kind.UNIQUE_KEY}
+    assert len([v for v in repair(app.store) if v.kind == Kind.UNIQUE_KEY]) == 4
+    assert [v for v in check(app.store) if v.kind == Kind.UNIQUE_KEY] == []
     assert app.client.hget(k.unique_keys, "kept") == handle.id.encode()
     assert app.client.hget(k.unique_keys, "ghost") is None
     app.store.complete_many([take(app), take(app)])
-    assert app.client.hlen(k.unique_keys) == 0  # the repaired key is freed on leaving
+    assert app.client.hkeys(k.unique_keys) == []  # the repaired key is freed on leaving
 
 
 # -- retry policies ----------------------------------------------------------------------------
