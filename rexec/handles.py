@@ -42,6 +42,7 @@ from rexec.errors import (
     JobNotFoundError,
     JobResultTimeoutError,
     ResultNotKeptError,
+    ScriptError,
     ValidationError,
 )
 from rexec.job import Job, JobState, parse_record
@@ -176,7 +177,10 @@ def build_info(job_id: str, raw: list[Any], now_ms: int, job_type: str | None = 
         fields = []
     job: Job | None = None
     if record is not None:
-        job = parse_record(job_id, record, now_ms)
+        try:
+            job = parse_record(job_id, record, now_ms)
+        except ValueError as exc:
+            raise ScriptError(f"job {job_id}'s record is not one rexec wrote: {exc}") from exc
     expired = bool(fields) and fields[10].isdigit() and int(fields[10]) <= now_ms
     if job is not None:
         status = _LIVE[job.state]

@@ -191,6 +191,17 @@ def test_result_waits_and_times_out(app: App, types: dict[str, Any]) -> None:
     assert handle.result(timeout=20) == 2
 
 
+def test_damaged_records_give_clear_errors(app: App, types: dict[str, Any]) -> None:
+    handle = types["add"].enqueue({"a": 1, "b": 1})
+    k = app.store.keys
+    app.client.hset(k.results, handle.id, b"garbage")
+    app.client.hset(k.results, handle.id + "|e", b"12,x:broken")
+    assert handle.status() is JobStatus.QUEUED and handle.info().errors == ()
+    app.client.hset(k.jobs, handle.id, b"not|a|record")
+    with pytest.raises(rexec.ScriptError, match="not one rexec wrote"):
+        handle.status()
+
+
 def test_types_without_results(app: App, types: dict[str, Any]) -> None:
     handle = types["plain"].enqueue()
     with pytest.raises(ResultNotKeptError, match="keeps no results"):
