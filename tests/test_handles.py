@@ -349,6 +349,22 @@ def test_keys_within_one_call(app: App, types: dict[str, Any]) -> None:
     assert app.store.get_job(ids[0]).payload == 1  # type: ignore[union-attr]
 
 
+def test_keys_across_chunks_and_not_on_follow_ups(app: App, types: dict[str, Any]) -> None:
+    jobs = [rexec.NewJob("add", unique_key=f"c{i % 3}") for i in range(7)]
+    ids = app.store.enqueue(jobs, chunk=2)
+    assert len(ids) == 7 and len(set(ids)) == 3
+    assert ids[:3] * 2 + ids[:1] == ids
+    from rexec.context import JobContext
+
+    job = take(app)
+    ctx = JobContext(job, app, "w1", frozenset({"add"}))
+    with pytest.raises(ValidationError, match="cannot take a unique key"):
+        ctx.enqueue("add", key="follow")
+    with pytest.raises(ValidationError, match="cannot take a unique key"):
+        ctx.fork([{"type": "add", "key": "branch"}], join="add")
+    assert ctx.effects().empty
+
+
 def test_bad_keys_write_nothing(app: App, types: dict[str, Any]) -> None:
     add = types["add"]
     for bad in ("", "x" * (MAX_UNIQUE_KEY_BYTES + 1), "é" * 129, 42, "\udcff"):
