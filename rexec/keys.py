@@ -47,6 +47,11 @@ SCRIPT_KEY_NAMES: tuple[str, ...] = (
     "periodic",
     "periodic_due",
     "periodic_last",
+    "results",
+    "result_expiry",
+    "unique_keys",
+    "job_keys",
+    "settings",
 )
 
 
@@ -208,6 +213,24 @@ class Keys:
     @property
     def periodic_last(self) -> str:
         return self.prefix + "periodic_last"
+    def results(self) -> str:
+        return self.prefix + "results"
+
+    @property
+    def result_expiry(self) -> str:
+        return self.prefix + "result_expiry"
+
+    @property
+    def unique_keys(self) -> str:
+        return self.prefix + "unique_keys"
+
+    @property
+    def job_keys(self) -> str:
+        return self.prefix + "job_keys"
+
+    @property
+    def settings(self) -> str:
+        return self.prefix + "settings"
 
     @property
     def series(self) -> str:

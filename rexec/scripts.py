@@ -45,6 +45,8 @@ SCRIPT_NAMES = (
     "check_instances",
     "deploy_periodic",
     "tick",
+    "check_keys",
+    "check_results",
 )
 
 

@@ -658,3 +658,23 @@ def test_periodic_schedules_with_their_next_runs(api: TestClient, rapp: App) -> 
     assert row["next_ms"] > view["now_ms"] and row["next_ms"] % 900_000 == 0
     assert row["next_local"].endswith(("-05:00", "-04:00")) and row["next_utc"].endswith("+00:00")
     assert row["last_tick_ms"] is None and row["catch_up"] is False
+
+
+def test_a_finished_job_with_a_kept_result_says_how_it_ended(rapp: App) -> None:
+    from rexec.codec import pack
+
+    @rapp.job("kept", keep_result=60, exclusive=False)
+    def kept(ctx: Any, payload: Any) -> str:
+        return "sent"
+
+    rapp.deploy()
+    handle = kept.enqueue()
+    (job,) = rapp.store.acquire_jobs("w", 1, lock_ms=5000, types=["kept"]).jobs
+    rapp.store.complete_many([job], [pack("sent")])
+    with TestClient(create_app(rapp)) as client:
+        refused(
+            client.get(f"/api/jobs/{handle.id}"),
+            404,
+            "no longer queued: completed after 1 attempt(s)",
+            "returned 'sent'",
+        )

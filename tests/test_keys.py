@@ -55,6 +55,11 @@ SHOP_KEYS = {
     "periodic": "rexec:{shop}:periodic",
     "periodic_due": "rexec:{shop}:periodic_due",
     "periodic_last": "rexec:{shop}:periodic_last",
+    "results": "rexec:{shop}:results",
+    "result_expiry": "rexec:{shop}:result_expiry",
+    "unique_keys": "rexec:{shop}:unique_keys",
+    "job_keys": "rexec:{shop}:job_keys",
+    "settings": "rexec:{shop}:settings",
 }
 
 SHOP_SCRIPT_KEYS = [
@@ -91,6 +96,11 @@ SHOP_SCRIPT_KEYS = [
     "rexec:{shop}:periodic",
     "rexec:{shop}:periodic_due",
     "rexec:{shop}:periodic_last",
+    "rexec:{shop}:results",
+    "rexec:{shop}:result_expiry",
+    "rexec:{shop}:unique_keys",
+    "rexec:{shop}:job_keys",
+    "rexec:{shop}:settings",
 ]
 
 valid_namespaces = st.text(

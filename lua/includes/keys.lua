@@ -35,4 +35,10 @@ local K = {
   periodic = KEYS[31],       -- hash  schedule name -> periodic job record (rexec/periodic.py)
   periodic_due = KEYS[32],   -- zset  score next tick ms, member schedule name
   periodic_last = KEYS[33],  -- hash  schedule name -> "tick ms|outcome|job id|at ms"
+  results = KEYS[34],        -- hash  "<id>" -> result meta, "<id>|v" value, "<id>|e" errors,
+                             --       "<id>|w" worker ids (types with keep_result; rexec/handles.py)
+  result_expiry = KEYS[35],  -- zset  score expiry ms, member id: the finished jobs in results
+  unique_keys = KEYS[36],    -- hash  unique key -> id of the job holding it
+  job_keys = KEYS[37],       -- hash  id -> the unique key the job holds
+  settings = KEYS[38],       -- hash  namespace settings ("result_cap")
 }
