@@ -213,6 +213,8 @@ class Keys:
     @property
     def periodic_last(self) -> str:
         return self.prefix + "periodic_last"
+
+    @property
     def results(self) -> str:
         return self.prefix + "results"
 
