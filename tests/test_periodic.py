@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import redis
 
-from rexec import App, JobState, ValidationError
+from rexec import App, JobState, JobType, ValidationError
 from rexec import periodic as p
 from rexec.app import connect
 from rexec.errors import ScriptError
@@ -363,7 +363,8 @@ class TestDeploy:
         def nightly(ctx: Any, payload: Any) -> None:
             pass
 
-        assert app.definitions["nightly"].handler is nightly
+        assert isinstance(nightly, JobType) and nightly.type == "nightly"
+        assert app.definitions["nightly"].handler is nightly.handler
         assert app.schedules["nightly"].timezone == "Europe/Berlin"
 
     def test_deploy_timezone_first_tick(self, app: App) -> None:
