@@ -51,6 +51,8 @@ class JobDefinition:
     retry_cycle: RetryCycle = DEFAULT_RETRY_CYCLE
     lock_ms: int | None = None
     timeout_ms: int | None = None
+    # ``fn(contexts, payloads)``: called with several jobs of this type at once.
+    batch: bool = False
 
     @property
     def is_async(self) -> bool:
@@ -151,8 +153,16 @@ class App:
         retry_cycle: str | None = None,
         lock_ms: int | None = None,
         timeout_ms: int | None = None,
+        batch: bool = False,
     ) -> Callable[[F], F]:
         """Registers ``fn(ctx, payload)`` as the handler of job ``type``.
+
+        With ``batch=True`` the handler is ``fn(contexts, payloads)``, a ``def`` function
+        called with up to 100 plain jobs of this type at once (an exclusive job
+        of a process instance comes alone), so it can pipeline its own I/O. It returns
+        None (all completed) or a list with one item per job: None (completed) or an
+        exception (that job failed); raising fails them all. ``timeout_ms`` then bounds
+        the whole call.
 
         ``priority`` is the type's priority rule: an int, ``rexec.from_variable(...)``
         (evaluated by the store, for every producer) or ``fn(payload, variables) ->
@@ -166,12 +176,18 @@ class App:
         if lock_ms is not None and (not isinstance(lock_ms, int) or lock_ms < 100):
             raise ValidationError(f"lock_ms must be an integer >= 100, got {lock_ms!r}")
         check_ms(timeout_ms, "timeout_ms")
+        if not isinstance(batch, bool):
+            raise ValidationError(f"batch must be True or False, got {batch!r}")
 
         def register(fn: F) -> F:
             if type in self.definitions:
                 raise ValidationError(f"job type {type!r} already has a handler")
+            if batch and inspect.iscoroutinefunction(fn):
+                raise ValidationError(
+                    f"the batch handler of {type!r} must be a def function, not async def"
+                )
             self.definitions[type] = JobDefinition(
-                type, fn, priority, exclusive, cycle, lock_ms, timeout_ms
+                type, fn, priority, exclusive, cycle, lock_ms, timeout_ms, batch
             )
             return fn
 

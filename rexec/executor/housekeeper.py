@@ -23,7 +23,7 @@ from rexec.acquisition import BackoffJobAcquisitionStrategy
 from rexec.errors import JobTimeoutError, is_transient, safe_str
 from rexec.executor.committer import Committer
 from rexec.executor.event_loop import EventLoop
-from rexec.executor.execution import Chain, Execution
+from rexec.executor.execution import TIMED_OUT, Chain, Execution
 from rexec.executor.pacing import Slot
 from rexec.executor.runtime import Runtime
 from rexec.executor.slots import Slots
@@ -132,6 +132,15 @@ class Housekeeper:
         )
         if not self.rt.executions.time_out(ex, error):
             return
+        # A batch handler's call: the timeout owns its other jobs too (one handler is
+        # abandoned, whatever the number of jobs it was given).
+        for other in ex.batch:
+            other_error = JobTimeoutError(
+                f"job {other.job.id} ({other.job.type}) ran past its timeout of"
+                f" {timeout} ms (in a batch of {len(ex.batch) + 1})"
+            )
+            if self.rt.executions.decide(other, TIMED_OUT, other_error):
+                self.committer.submit([other])
         log.warning(
             "%s: job %s (%s) ran past its timeout of %s ms; failing it%s",
             self.rt.id,
