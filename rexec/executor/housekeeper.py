@@ -34,6 +34,7 @@ log = logging.getLogger("rexec.worker")
 TICK_S = 0.02
 RETIRE_EVERY_S = 30.0
 RESIZE_EVERY_S = 0.5
+TUNE_TICKS = 2  # buffer sizings per step of the slots' hill climb (pacing.py)
 
 
 class Housekeeper:
@@ -59,6 +60,7 @@ class Housekeeper:
         self.saturated = False  # set by the acquirer
         self.strategy: BackoffJobAcquisitionStrategy | None = None  # its levels, for show
         self._completed_before = 0
+        self._rates: list[float] = []
 
     def run(self) -> None:
         rt = self.rt
@@ -245,5 +247,10 @@ class Housekeeper:
 
     def resize(self) -> None:
         total = self.rt.capacity.released
-        self.rt.capacity.resize((total - self._completed_before) / RESIZE_EVERY_S)
+        rate = (total - self._completed_before) / RESIZE_EVERY_S
+        self.rt.capacity.resize(rate)
         self._completed_before = total
+        self._rates.append(rate)
+        if len(self._rates) == TUNE_TICKS:  # a rate over a second: less noisy
+            self.slots.pacing.tune(sum(self._rates) / TUNE_TICKS, self.slots.has_work())
+            self._rates.clear()

@@ -49,7 +49,7 @@ class Slots:
         self._cond = threading.Condition()
         self._slots: list[Slot] = []
         self._numbers = 0
-        self.pacing = Pacing()
+        self.pacing = Pacing(self.concurrency)
 
     # -- the buffer -------------------------------------------------------------------------
 
@@ -93,6 +93,9 @@ class Slots:
             wake = min(waiting, len(self._chains), self.wanted() - running)
             if wake > 0:
                 self._cond.notify(wake)
+
+    def has_work(self) -> bool:
+        return bool(self._chains)
 
     def busy(self) -> int:
         with self._cond:
