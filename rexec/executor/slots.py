@@ -282,7 +282,7 @@ class Slots:
             return []
         lead = runs[0]
         lead.batch = runs[1:]
-        if lead.deadline is not None and done:
+        if done and (lead.deadline is not None or self.pacing.wall_ema > FLUSH_AFTER_S):
             self._submit(done[:])
             done.clear()
         assert lead.definition is not None
@@ -322,8 +322,8 @@ class Slots:
         ok, payload = rt.payload_of(execution)
         if not ok:
             return
-        if execution.deadline is not None and done:
-            # Nothing finished may wait on a handler that could hang.
+        if done and (execution.deadline is not None or self.pacing.wall_ema > FLUSH_AFTER_S):
+            # Nothing finished may wait on a handler that could hang, nor on slow ones.
             self._submit(done[:])
             done.clear()
         assert execution.definition is not None and execution.ctx is not None
