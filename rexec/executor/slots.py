@@ -5,6 +5,11 @@ per job — collecting finished executions and passing them to the committer in 
 Up to ``concurrency`` slots exist, but only as many run as the handlers need (see
 :mod:`~rexec.executor.pacing`): fast handlers are run by one or two threads per process
 with little GIL contention, handlers that wait on I/O or run long by all of them.
+
+A batch handler (``@app.job(type, batch=True)``) is called once for a plain job of its
+type and the plain jobs of that type waiting at the front of the buffer, up to
+BATCH_MAX; each job keeps its own execution, and whoever decides the first one (this
+slot when the call returns, the housekeeper at its timeout) decides them all.
 """
 
 from __future__ import annotations
