@@ -68,6 +68,8 @@ class JobDefinition:
     keep_result_ms: int | None = None
     retry_on: tuple[str, ...] = ()  # exception class paths (module.QualName)
     no_retry_on: tuple[str, ...] = ()
+    # ``fn(contexts, payloads)``: called with several jobs of this type at once.
+    batch: bool = False
 
     @property
     def is_async(self) -> bool:
@@ -209,9 +211,17 @@ class App:
         keep_result: float | timedelta | None = None,
         retry_on: Iterable[type[BaseException]] | type[BaseException] = (),
         no_retry_on: Iterable[type[BaseException]] | type[BaseException] = (),
+        batch: bool = False,
     ) -> Callable[[Callable[..., Any]], JobType[..., Any]]:
         """Registers ``fn(ctx, payload)`` as the handler of job ``type``; returns a
         :class:`~rexec.jobtype.JobType`, still callable as ``fn``, with ``enqueue``.
+
+        With ``batch=True`` the handler is ``fn(contexts, payloads)``, a ``def`` function
+        called with up to 100 plain jobs of this type at once (an exclusive job
+        of a process instance comes alone), so it can pipeline its own I/O. It returns
+        None (all completed) or a list with one item per job: None (completed) or an
+        exception (that job failed); raising fails them all. ``timeout_ms`` then bounds
+        the whole call.
 
         ``priority`` is the type's priority rule: an int, ``rexec.from_variable(...)``
         (evaluated by the store, for every producer) or ``fn(payload, variables) ->
@@ -233,6 +243,8 @@ class App:
         keep_ms = keep_result_ms(keep_result)
         retry_paths = exception_paths(retry_on, "retry_on")
         no_retry_paths = exception_paths(no_retry_on, "no_retry_on")
+        if not isinstance(batch, bool):
+            raise ValidationError(f"batch must be True or False, got {batch!r}")
 
         def register(fn: Callable[..., Any]) -> JobType[..., Any]:
             if type in self.definitions:
@@ -240,6 +252,10 @@ class App:
             handler = fn.handler if isinstance(fn, JobType) else fn
             if not callable(handler):
                 raise ValidationError(f"a handler is a function, got {handler!r}")
+            if batch and inspect.iscoroutinefunction(handler):
+                raise ValidationError(
+                    f"the batch handler of {type!r} must be a def function, not async def"
+                )
             self.definitions[type] = JobDefinition(
                 type,
                 handler,
@@ -251,6 +267,7 @@ class App:
                 keep_ms,
                 retry_paths,
                 no_retry_paths,
+                batch,
             )
             return JobType(self, type, handler)
 

@@ -2,7 +2,8 @@
 
 Job bodies of ``rexec bench drain --job``: ``noop`` (rexec alone), ``rpush`` (one Redis
 RPUSH on the process's own client: a realistic minimal job), ``arpush`` (the same from
-an ``async def`` handler with redis.asyncio), ``sleep`` (a handler blocked for its
+an ``async def`` handler with redis.asyncio), ``rpush-batch`` (the same from a batch
+handler, one pipelined round trip per call), ``sleep`` (a handler blocked for its
 payload's milliseconds).
 """
 
@@ -50,6 +51,21 @@ def rpush(ctx: JobContext, payload: Any) -> None:
     if _clients.sync is None:
         _clients.sync = redis.Redis.from_url(str(ctx.app.redis_url))
     _clients.sync.rpush(rpush_key(ctx.app.namespace), ctx.job.id)
+
+
+@app.job("rpush-batch", exclusive=False, batch=True)
+def rpush_batch(contexts: list[JobContext], payloads: list[Any]) -> None:
+    """One RPUSH per job, pipelined: one round trip per batch handler call."""
+    if not contexts:
+        return
+    app_ = contexts[0].app
+    if _clients.sync is None:
+        _clients.sync = redis.Redis.from_url(str(app_.redis_url))
+    pipe = _clients.sync.pipeline(transaction=False)
+    key = rpush_key(app_.namespace)
+    for ctx in contexts:
+        pipe.rpush(key, ctx.job.id)
+    pipe.execute()
 
 
 @app.job("arpush", exclusive=False)

@@ -336,3 +336,67 @@ def test_a_node_waiting_for_redis_says_so_and_gives_up_at_its_connect_timeout(
     assert "waiting for Redis at redis://user:***@127.0.0.1:1/0" in output, output
     assert "s3cret" not in output
     assert "--connect-timeout 1.2" in output
+
+
+# -- batch handlers ---------------------------------------------------------------------------
+
+
+def test_a_batch_handler_gets_many_jobs_and_decides_each_one(faulty: Cluster) -> None:
+    app = faulty.app
+    ok = app.enqueue_many([{"type": "bwork", "payload": i} for i in range(40)])
+    failing = app.enqueue_many([{"type": "bwork", "payload": "fail"}] * 3)
+    pi = app.start_process_instance()
+    stepper = app.enqueue("bwork", "step", process_instance_id=pi, exclusive=True)
+    faulty.start_node(**NODE)
+    everything = [*ok, *failing, stepper]
+    faulty.wait_for(lambda: settled(faulty, everything), "every job to end")
+    faulty.wait_for(lambda: app.management.counts()["total"] == len(failing), "the follow-up")
+    present = assert_accounting(faulty, everything)
+    assert set(present) == set(failing)
+    for job_id in failing:
+        assert "ValueError: job said fail" in (present[job_id].exception or "")
+    done = completions(faulty)
+    assert all(done[i] == 1 for i in [*ok, stepper])
+    starts = records(faulty, "start")
+    sizes = [r["payload"]["size"] for r in starts if r["type"] == "bwork"]
+    assert max(sizes) > 1, "the batch handler was only ever given one job"
+    # an exclusive job of an instance comes alone, and its follow-up runs after it
+    assert [r["payload"]["size"] for r in starts if r["id"] == stepper] == [1]
+    assert any(r["type"] == "step" for r in records(faulty, "end"))
+
+
+@pytest.mark.parametrize(
+    ("payload", "text"),
+    [("raise", "ValueError: the whole call failed"), ("garbage", "returned a dict")],
+)
+def test_a_batch_handler_that_raises_or_returns_garbage_fails_its_whole_call(
+    faulty: Cluster, payload: str, text: str
+) -> None:
+    app = faulty.app
+    ids = app.enqueue_many([{"type": "bwork", "payload": payload}] * 3)
+    faulty.start_node(**NODE)
+    faulty.wait_for(lambda: settled(faulty, ids), "the jobs to become incidents")
+    present = assert_accounting(faulty, ids)
+    assert set(present) == set(ids)
+    for job in present.values():
+        assert text in (job.exception or ""), job.exception
+
+
+def test_a_timed_out_batch_fails_all_its_jobs_and_abandons_one_handler(faulty: Cluster) -> None:
+    app = faulty.app
+    ids = app.enqueue_many([{"type": "bhang", "payload": 1.5}] * 10)
+    faulty.start_node(**NODE)  # 2 slots: recycled at 2 abandoned handlers
+    faulty.wait_for(
+        lambda: all(completions(faulty)[i] == 1 for i in ids), "every job to complete at last"
+    )
+    assert_accounting(faulty, ids)
+    starts = records(faulty, "start")
+    assert max(r["payload"] for r in starts) > 1, "the jobs were never run as one batch"
+    first = [r for r in starts if r["thread"] == starts[0]["thread"]][: starts[0]["payload"]]
+    hung = [r["id"] for r in first]
+    # every job of the timed-out call ran again (its failure was committed at once)
+    runs = Counter(r["id"] for r in starts)
+    assert all(runs[i] == 2 for i in hung), runs
+    logs = faulty.node_logs()
+    assert "ran past its timeout of 300 ms" in logs
+    assert "recycling it" not in logs, "one abandoned call counted as many handlers"

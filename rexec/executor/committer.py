@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
@@ -31,6 +32,13 @@ from rexec.status import Status
 log = logging.getLogger("rexec.worker")
 
 COMMIT_MAX = 2000
+# Each commit call has a fixed cost (packing its keys, the script call) that a group of
+# a few jobs does not amortize. While jobs flow (the last group had COMMIT_BUSY or
+# more), a group waits up to COMMIT_LINGER_S for more, until COMMIT_TARGET; a lone
+# job is committed at once.
+COMMIT_BUSY = 16
+COMMIT_TARGET = 256
+COMMIT_LINGER_S = 0.008
 T = TypeVar("T")
 
 _Item = tuple[str, Sequence[Execution] | Sequence[Job]] | None
@@ -60,10 +68,12 @@ class Committer:
 
     def run(self) -> None:
         done = False
+        linger = False
         while not done:
             group: list[Execution] = []
             unlocks: list[Job] = []
             item = self._queue.get()
+            until = time.monotonic() + COMMIT_LINGER_S if linger else 0.0
             while True:
                 if item is None:
                     done = True
@@ -76,7 +86,14 @@ class Committer:
                 try:
                     item = self._queue.get_nowait()
                 except queue.Empty:
-                    break
+                    left = until - time.monotonic()
+                    if left <= 0 or len(group) >= COMMIT_TARGET:
+                        break
+                    try:
+                        item = self._queue.get(timeout=left)
+                    except queue.Empty:
+                        break
+            linger = len(group) >= COMMIT_BUSY
             try:
                 self._unlock(unlocks)
                 self._commit(group)

@@ -28,7 +28,7 @@ from rexec.job import Job
 
 log = logging.getLogger("rexec.worker")
 
-FLUSH_AFTER_S = 0.002
+FLUSH_AFTER_S = 0.010  # finished executions per commit group: see slots.FLUSH_AFTER_S
 ASYNC_MIN_INFLIGHT = 64
 
 

@@ -47,6 +47,7 @@ class Execution:
     """One run of one job: what it runs, until when, and how it ended."""
 
     __slots__ = (
+        "batch",
         "chain",
         "ctx",
         "deadline",
@@ -81,6 +82,9 @@ class Execution:
         # A timed-out exclusive job: its failure is committed (and its instance
         # released) only once its abandoned handler has returned.
         self.waits_for_handler = False
+        # The lead execution of a batch handler's call: the other jobs of the call.
+        # Whoever decides the lead owns them all (the slot, or the timeout).
+        self.batch: list[Execution] = []
 
     @property
     def exclusive(self) -> bool:

@@ -24,7 +24,7 @@ from rexec.acquisition import BackoffJobAcquisitionStrategy
 from rexec.errors import JobTimeoutError, is_transient, safe_str
 from rexec.executor.committer import Committer
 from rexec.executor.event_loop import EventLoop
-from rexec.executor.execution import Chain, Execution
+from rexec.executor.execution import TIMED_OUT, Chain, Execution
 from rexec.executor.pacing import Slot
 from rexec.executor.runtime import Runtime
 from rexec.executor.slots import Slots
@@ -36,6 +36,7 @@ log = logging.getLogger("rexec.worker")
 TICK_S = 0.02
 RETIRE_EVERY_S = 30.0
 RESIZE_EVERY_S = 0.5
+TUNE_TICKS = 2  # buffer sizings per step of the slots' hill climb (pacing.py)
 
 
 class Housekeeper:
@@ -62,6 +63,7 @@ class Housekeeper:
         self.strategy: BackoffJobAcquisitionStrategy | None = None  # its levels, for show
         self._completed_before = 0
         self.ticker = periodic_ticker(rt)
+        self._rates: list[float] = []
 
     def run(self) -> None:
         rt = self.rt
@@ -136,6 +138,15 @@ class Housekeeper:
         )
         if not self.rt.executions.time_out(ex, error):
             return
+        # A batch handler's call: the timeout owns its other jobs too (one handler is
+        # abandoned, whatever the number of jobs it was given).
+        for other in ex.batch:
+            other_error = JobTimeoutError(
+                f"job {other.job.id} ({other.job.type}) ran past its timeout of"
+                f" {timeout} ms (in a batch of {len(ex.batch) + 1})"
+            )
+            if self.rt.executions.decide(other, TIMED_OUT, other_error):
+                self.committer.submit([other])
         log.warning(
             "%s: job %s (%s) ran past its timeout of %s ms; failing it%s",
             self.rt.id,
@@ -240,5 +251,10 @@ class Housekeeper:
 
     def resize(self) -> None:
         total = self.rt.capacity.released
-        self.rt.capacity.resize((total - self._completed_before) / RESIZE_EVERY_S)
+        rate = (total - self._completed_before) / RESIZE_EVERY_S
+        self.rt.capacity.resize(rate)
         self._completed_before = total
+        self._rates.append(rate)
+        if len(self._rates) == TUNE_TICKS:  # a rate over a second: less noisy
+            self.slots.pacing.tune(sum(self._rates) / TUNE_TICKS, self.slots.has_work())
+            self._rates.clear()

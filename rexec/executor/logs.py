@@ -69,7 +69,8 @@ def banner(app: App, settings: WorkerSettings, node_id: str) -> list[str]:
     for name in sorted(app.definitions):
         d = app.definitions[name]
         lines.append(
-            f"job type {name!r}: {'async ' if d.is_async else ''}handler"
+            f"job type {name!r}: {'async ' if d.is_async else ''}"
+            f"{'batch ' if d.batch else ''}handler"
             f" {getattr(d.handler, '__qualname__', d.handler)!s}, priority"
             f" {d.priority if d.priority is not None else 'default'}, retry cycle"
             f" {d.retry_cycle}, {'exclusive' if d.exclusive else 'not exclusive'}"

@@ -245,6 +245,28 @@ class Runtime:
             return False
         return self.executions.decide(execution, COMPLETED)
 
+    def batch_outcomes(
+        self, runs: list[Execution], result: object, error: BaseException | None
+    ) -> list[tuple[object, BaseException | None]]:
+        """What a batch handler's call means for each of its jobs: (result, error)."""
+        if error is not None:
+            return [(None, error)] * len(runs)
+        if result is None:
+            return [(None, None)] * len(runs)
+        if isinstance(result, list) and len(result) == len(runs):
+            return [
+                (None, item) if isinstance(item, BaseException) else (item, None) for item in result
+            ]
+        if hasattr(result, "close") and hasattr(result, "__await__"):
+            result.close()  # a coroutine never awaited: do not warn about it later
+        size = f" of {len(result)} items" if isinstance(result, list) else ""
+        bad = HandlerError(
+            f"the batch handler of {runs[0].job.type!r} returned {describe(result)}{size};"
+            f" batch handlers return None or a list of {len(runs)} items (None or an"
+            " exception per job)"
+        )
+        return [(None, bad)] * len(runs)
+
     def commit_effects(self, execution: Execution) -> list[Job] | None:
         """For a completed job whose handler asked for more (variables, follow-ups,
         forks, an end): commits it now, in the caller's thread, and returns the

@@ -5,6 +5,11 @@ per job — collecting finished executions and passing them to the committer in 
 Up to ``concurrency`` slots exist, but only as many run as the handlers need (see
 :mod:`~rexec.executor.pacing`): fast handlers are run by one or two threads per process
 with little GIL contention, handlers that wait on I/O or run long by all of them.
+
+A batch handler (``@app.job(type, batch=True)``) is called once for a plain job of its
+type and the plain jobs of that type waiting at the front of the buffer, up to
+BATCH_MAX; each job keeps its own execution, and whoever decides the first one (this
+slot when the call returns, the housekeeper at its timeout) decides them all.
 """
 
 from __future__ import annotations
@@ -23,9 +28,13 @@ from rexec.job import Job
 
 log = logging.getLogger("rexec.worker")
 
-FLUSH_EVERY = 64  # executions per hand-off to the committer
-FLUSH_AFTER_S = 0.003
+# Finished executions go to the committer in groups: each commit call has a fixed cost
+# (in Python and in Redis) that a group of a few jobs does not amortize. A group waits
+# at most FLUSH_AFTER_S, and never on a handler that could hang (see ``_execute``).
+FLUSH_EVERY = 256  # executions per hand-off to the committer
+FLUSH_AFTER_S = 0.010
 RELEASE_EVERY = 16  # chains per capacity release
+BATCH_MAX = 100  # jobs per call of a batch handler
 
 
 class Slots:
@@ -45,7 +54,7 @@ class Slots:
         self._cond = threading.Condition()
         self._slots: list[Slot] = []
         self._numbers = 0
-        self.pacing = Pacing()
+        self.pacing = Pacing(self.concurrency)
 
     # -- the buffer -------------------------------------------------------------------------
 
@@ -89,6 +98,9 @@ class Slots:
             wake = min(waiting, len(self._chains), self.wanted() - running)
             if wake > 0:
                 self._cond.notify(wake)
+
+    def has_work(self) -> bool:
+        return bool(self._chains)
 
     def busy(self) -> int:
         with self._cond:
@@ -157,19 +169,26 @@ class Slots:
         done: list[Execution] = []
         releases = [0]
         backoff = Backoff()
+        oldest = 0.0  # when the oldest execution in ``done`` finished
         while not slot.abandoned:
             try:
                 chain = self._take(slot, done, releases)
                 if chain is None:
                     self._flush(done, releases)
                     return
-                if not self._run_chain(slot, chain, done):
+                if not done:
+                    oldest = time.monotonic()
+                if not self._run_chain(slot, chain, done, releases):
                     releases[0] += 1
-                # Released in groups, but small ones when the buffer is small: freed room
+                # Room is released in small groups when the buffer is small: freed room
                 # must reach the acquirer before the other slots run dry.
                 every = min(RELEASE_EVERY, self.rt.capacity.limit // (4 * self.concurrency))
-                if releases[0] >= max(1, every) or len(done) >= FLUSH_EVERY:
-                    self._flush(done, releases)
+                if releases[0] >= max(1, every):
+                    self.rt.capacity.give(releases[0])
+                    releases[0] = 0
+                if done and (len(done) >= FLUSH_EVERY or time.monotonic() - oldest > FLUSH_AFTER_S):
+                    self._submit(done[:])
+                    done.clear()
                 backoff.ok()
             except BaseException:
                 log.exception("%s: slot %d error; going on", self.rt.id, slot.number)
@@ -177,11 +196,12 @@ class Slots:
                 time.sleep(backoff.failed())
         self._flush(done, releases)
 
-    def _run_chain(self, slot: Slot, chain: Chain, done: list[Execution]) -> bool:
+    def _run_chain(
+        self, slot: Slot, chain: Chain, done: list[Execution], releases: list[int]
+    ) -> bool:
         """Runs a chain's jobs in order; True if it was handed on (still held)."""
         rt = self.rt
         jobs = chain.jobs
-        since = time.monotonic()
         while jobs:
             if rt.stopping.is_set():
                 rest = list(jobs)
@@ -193,6 +213,18 @@ class Slots:
                 self._to_event_loop(chain)  # the rest of the chain moves, whole
                 return True
             jobs.popleft()
+            definition = rt.definitions.get(job.type)
+            if definition is not None and definition.batch:
+                batch = [job]
+                if not jobs and not _in_instance(job):
+                    gathered = self._gather(job.type, BATCH_MAX - 1)
+                    releases[0] += len(gathered)  # their chains end with this one
+                    batch += gathered
+                locked = self._run_batch(slot, chain, batch, done)
+                if slot.abandoned:
+                    return True  # the housekeeper owns the rest of the chain now
+                jobs.extendleft(reversed(locked))
+                continue
             if not rt.held.may_start(job):
                 rt.metrics.add(m.LOCK_LOST_UNSTARTED)
                 continue
@@ -204,21 +236,99 @@ class Slots:
             follow_ups = rt.commit_effects(execution) if execution.outcome == COMPLETED else None
             if follow_ups is None:
                 done.append(execution)
+                if len(done) >= FLUSH_EVERY:  # a long chain
+                    self._submit(done[:])
+                    done.clear()
             else:
                 jobs.extendleft(reversed(follow_ups))
-            if done and time.monotonic() - since > FLUSH_AFTER_S:
-                self._submit(done[:])
-                done.clear()
-                since = time.monotonic()
         return False
+
+    def _gather(self, job_type: str, room: int) -> list[Job]:
+        """More plain jobs of ``job_type`` from the front of the buffer, for one batch
+        handler call; stops at the first chain that is anything else."""
+        jobs: list[Job] = []
+        chains = self._chains
+        while len(jobs) < room:
+            try:
+                chain = chains.popleft()
+            except IndexError:
+                break
+            if len(chain.jobs) == 1:
+                job = chain.jobs[0]
+                if job.type == job_type and not _in_instance(job):
+                    jobs.append(job)
+                    continue
+            chains.appendleft(chain)
+            break
+        return jobs
+
+    def _run_batch(
+        self, slot: Slot, chain: Chain, jobs: list[Job], done: list[Execution]
+    ) -> list[Job]:
+        """Runs jobs of one batch type in one handler call; returns the exclusive
+        follow-ups locked for them (to run next in ``chain``, whose rest a timeout
+        takes over)."""
+        rt = self.rt
+        runs: list[Execution] = []
+        payloads: list[object] = []
+        for job in jobs:
+            if not rt.held.may_start(job):
+                rt.metrics.add(m.LOCK_LOST_UNSTARTED)
+                continue
+            execution = rt.begin(job, chain)
+            if execution.outcome is None:
+                ok, payload = rt.payload_of(execution)
+                if ok:
+                    runs.append(execution)
+                    payloads.append(payload)
+                    continue
+            done.append(execution)
+        if not runs:
+            return []
+        lead = runs[0]
+        lead.batch = runs[1:]
+        if done and (lead.deadline is not None or self.pacing.wall_ema > FLUSH_AFTER_S):
+            self._submit(done[:])
+            done.clear()
+        assert lead.definition is not None
+        handler = lead.definition.handler
+        result: object = None
+        error: BaseException | None = None
+        slot.current = lead
+        wall, cpu = time.perf_counter(), time.thread_time()
+        try:
+            result = handler([ex.ctx for ex in runs], payloads)
+        except BaseException as exc:  # SystemExit and friends end the jobs, not the slot
+            error = exc
+        cpu = time.thread_time() - cpu
+        wall = time.perf_counter() - wall
+        slot.current = None
+        for _ in runs:
+            rt.metrics.execution_time(wall * 1000)
+        self.pacing.sample(slot, wall, cpu)
+        outcomes = rt.batch_outcomes(runs, result, error)
+        # Whoever decides the lead owns the whole call: this slot, or the timeout.
+        if not rt.handler_ended(lead, *outcomes[0]):
+            self._returned_late(slot, lead)
+            return []
+        follow_ups: list[Job] = []
+        for execution, (item, item_error) in zip(runs, outcomes, strict=True):
+            if execution is not lead:
+                rt.handler_ended(execution, item, item_error)
+            more = rt.commit_effects(execution) if execution.outcome == COMPLETED else None
+            if more is None:
+                done.append(execution)
+            else:
+                follow_ups += more
+        return follow_ups
 
     def _execute(self, slot: Slot, execution: Execution, done: list[Execution]) -> None:
         rt = self.rt
         ok, payload = rt.payload_of(execution)
         if not ok:
             return
-        if execution.deadline is not None and done:
-            # Nothing finished may wait on a handler that could hang.
+        if done and (execution.deadline is not None or self.pacing.wall_ema > FLUSH_AFTER_S):
+            # Nothing finished may wait on a handler that could hang, nor on slow ones.
             self._submit(done[:])
             done.clear()
         assert execution.definition is not None and execution.ctx is not None
@@ -245,3 +355,8 @@ class Slots:
         slot.abandoned = True
         if self.rt.executions.returned(execution):
             self._submit([execution])
+
+
+def _in_instance(job: Job) -> bool:
+    """An exclusive job of a process instance: it runs in its instance's chain, alone."""
+    return job.exclusive and job.process_instance_id is not None

@@ -19,6 +19,12 @@ Job types:
   (its later executions return at once);
 - ``ender``: ends its instance, then enqueues into it (``ctx.effects()`` refuses);
 - ``unset``: sets a variable of an instance that someone ends before the commit.
+- ``bwork``: a batch handler: records ``start`` and ``end`` per job (with the size of
+  its call); a job whose payload is ``"fail"`` gets a ``ValueError`` as its item of
+  the returned list; ``"raise"`` makes the whole call raise; ``"garbage"`` returns a
+  dict; ``"step"`` (exclusive, in an instance) enqueues a ``step`` follow-up.
+- ``bhang``: a batch handler under a 300 ms timeout whose first call ever sleeps
+  ``max(payloads)`` seconds (later calls return at once); records the call's size.
 """
 
 from __future__ import annotations
@@ -126,6 +132,33 @@ def make_app(redis_url: str | None = None, namespace: str | None = None) -> App:
             asyncio.get_running_loop().call_soon(sys.exit, 4)
             return None
         return MISBEHAVIOURS[payload]()
+
+    @app.job("bwork", exclusive=False, batch=True, retry_cycle="R2/PT0S")
+    def bwork(contexts: list[JobContext], payloads: list[Any]) -> Any:
+        for ctx, payload in zip(contexts, payloads, strict=True):
+            _record(ctx, "start", {"payload": payload, "size": len(contexts)})
+        if "raise" in payloads:
+            raise ValueError("the whole call failed")
+        if "garbage" in payloads:
+            return {"not": "a list"}
+        results: list[Any] = []
+        for ctx, payload in zip(contexts, payloads, strict=True):
+            if payload == "step":
+                ctx.enqueue("step", 3)
+            _record(ctx, "end", {"payload": payload, "size": len(contexts)})
+            results.append(ValueError("job said fail") if payload == "fail" else None)
+        return results
+
+    @app.job("bhang", exclusive=False, batch=True, timeout_ms=300, retry_cycle="R3/PT0S")
+    def bhang(contexts: list[JobContext], payloads: list[Any]) -> None:
+        lead = contexts[0]
+        first = lead.app.client.set(f"{log_key(lead.app.namespace)}:bhung", 1, nx=True)
+        for ctx in contexts:
+            _record(ctx, "start", len(contexts))
+        if first:
+            time.sleep(max(float(p) for p in payloads))
+        for ctx in contexts:
+            _record(ctx, "end", len(contexts))
 
     @app.job("hang", exclusive=True, timeout_ms=200, retry_cycle="R2/PT0S")
     def hang(ctx: JobContext, payload: Any) -> None:
