@@ -6,6 +6,7 @@ import inspect
 import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, TypeVar
 
 import redis
@@ -278,6 +279,26 @@ class App:
             rows.append((name, head, fingerprint(head), host, safe_name(path)))
         statuses = self.store.deploy(rows)
         return {row[0]: DEPLOY_STATUSES[s] for row, s in zip(rows, statuses, strict=True)}
+
+    # -- testing ------------------------------------------------------------------------
+
+    def run_until_empty(self, timeout: float | timedelta | None = None) -> int:
+        """Runs every due job of this app's types in the calling process, through the
+        real store and the worker's own scripts and rules (for test suites, like Celery's
+        eager mode, but nothing is bypassed); returns how many executions it ran (a job
+        retried counts once per attempt).
+
+        Follow-ups, fork branches and joins the jobs create are run when due; a failure
+        is recorded as a worker records it (retries, retry cycle, incident). Types this
+        app has no handler for are left for other workers. Without ``timeout`` it never
+        sleeps: jobs scheduled for later (a delay, a retry cycle's wait) stay scheduled.
+        With ``timeout`` (seconds or a timedelta) it also waits for jobs of its types that
+        fall due before the deadline, and stops acquiring once the deadline has passed.
+        A ``def`` handler runs to its end in the caller's thread (its ``timeout_ms`` is
+        not enforced); an ``async def`` one runs on an event loop within it."""
+        from rexec.executor.inline import run_until_empty
+
+        return run_until_empty(self, timeout)
 
     # -- process instances ------------------------------------------------------------------
 
