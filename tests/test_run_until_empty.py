@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -260,3 +261,19 @@ def test_jobs_locked_by_a_worker_are_not_taken(app: App) -> None:
     assert len(held.jobs) == 1
     assert app.run_until_empty() == 0
     app.store.complete(held.jobs[0])
+
+
+def test_a_long_handler_keeps_its_lock(app: App) -> None:
+    from rexec.executor.inline import InlineRunner
+
+    stolen: list[int] = []
+
+    @app.job("long")
+    def long(ctx: JobContext, payload: Any) -> None:
+        time.sleep(2.5)  # 2.5 lock times: renewed meanwhile, never reclaimed
+        stolen.append(len(app.store.acquire_jobs("other-worker", 1, types=["long"]).jobs))
+
+    app.enqueue("long")
+    assert InlineRunner(app, None, lock_ms=1000).run() == 1
+    assert stolen == [0]
+    assert app.management.counts()["total"] == 0

@@ -19,6 +19,7 @@ locked).
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import socket
 import threading
@@ -29,16 +30,19 @@ from collections.abc import Coroutine
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from rexec.errors import JobTimeoutError, ValidationError
+from rexec.errors import JobTimeoutError, ValidationError, safe_str
 from rexec.executor.committer import Committer
 from rexec.executor.execution import COMPLETED, Chain, Execution
 from rexec.executor.runtime import Runtime
 from rexec.job import Job
 from rexec.settings import WorkerSettings
+from rexec.status import Status
 from rexec.store import AcquireOptions
 
 if TYPE_CHECKING:
     from rexec.app import App
+
+log = logging.getLogger("rexec.worker")
 
 ACQUIRE_JOBS = 16  # jobs asked for per acquisition
 POLL_MIN_S = 0.01  # shortest wait for a job falling due (no hot loop on a late promotion)
@@ -56,15 +60,48 @@ def seconds_of(timeout: float | timedelta | None) -> float | None:
     return float(timeout)
 
 
+class Renewal:
+    """Renews the locks of the jobs a call holds, so a handler that runs longer than
+    the lock time keeps its job (as a worker's housekeeper does)."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, name="rexec-inline-renewal", daemon=True)
+
+    def run(self) -> None:
+        rt = self.rt
+        lock_ms = rt.settings.lock_ms
+        while not self._stop.wait(lock_ms / 3000):
+            try:
+                jobs = rt.held.snapshot()
+                if jobs:
+                    _, statuses = rt.store.extend_locks(jobs, lock_ms)
+                    rt.held.lose(
+                        [j.id for j, st in zip(jobs, statuses, strict=True) if st is not Status.OK]
+                    )
+            except Exception as exc:  # the next round tries again; the lock may expire
+                log.warning("%s: could not renew locks: %s", rt.id, safe_str(exc))
+
+    def __enter__(self) -> Renewal:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self.thread.join()
+
+
 class InlineRunner:
     """One ``run_until_empty`` call: a worker of one slot, in the caller's thread."""
 
-    def __init__(self, app: App, timeout_s: float | None) -> None:
+    def __init__(self, app: App, timeout_s: float | None, *, lock_ms: int = 30_000) -> None:
         settings = WorkerSettings(
             app_path=app.app_path or "<in-process>:run_until_empty",
             node_id=f"inline-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}",
             processes=1,
             concurrency=1,
+            lock_ms=lock_ms,
         )
         self.rt = Runtime(app, settings, 0, None)
         self.committer = Committer(self.rt)
@@ -76,6 +113,10 @@ class InlineRunner:
     # -- the loop ---------------------------------------------------------------------------
 
     def run(self) -> int:
+        with Renewal(self.rt):
+            return self._run()
+
+    def _run(self) -> int:
         try:
             while True:
                 acquired = self.rt.store.acquire_jobs(
