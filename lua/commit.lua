@@ -13,7 +13,9 @@ ARGV[1] wake channel; [2] owner; [3] job id; [4] revision; [5] lock_ms;
 then the number of new jobs M, then 9 fields each: the creation fields, the join it is a
     branch of (1..J, or 0), and '1' to lock it at once for the owner;
 then '1' to end the job's process instance (its record and variables go), else '0';
-last (optional): the plain forms of the new variables (rexec/rules.py)
+then (optional) the plain forms of the new variables (rexec/rules.py), the handler's
+return value as msgpack ('' = none) and when the execution started (ms, '' = unknown):
+a job whose type keeps results leaves its result behind (finish_trail)
 New jobs resolve their priority, retries and exclusivity against the store with the
 variables as this commit leaves them (resolve_new).
 Reply: {status, {id, record, payload or nil, ...}} with status 0 committed, 1 no such
@@ -40,6 +42,9 @@ Python and none was given ({6, {type}}) (nothing is written unless the status is
 -- @include arg_job_fields
 -- @include count_gone_jobs
 -- @include forget_job
+-- @include note_attempt
+-- @include finish_trail
+-- @include trim_results
 
 -- Every argument is checked before anything is read or written.
 local id, owner = ARGV[3], ARGV[2]
@@ -61,7 +66,7 @@ for k = 1, new_count do
 end
 local end_at = new_at + 1 + new_count * 9
 arg_flag(end_at)
-if #ARGV ~= end_at and #ARGV ~= end_at + 1 then
+if #ARGV < end_at or #ARGV > end_at + 3 then
   return redis.error_reply('REXEC:BAD_ARGUMENT commit expects ' .. end_at .. ' arguments, got ' .. #ARGV)
 end
 
@@ -155,6 +160,10 @@ redis.call('ZREM', K.locked, id)
 if is_pi_exclusive(j) and release_pi(j.pi) then woke = true end
 if arrive_at_join(id, now) == 'ready' then woke = true end
 count_gone_jobs(j.t, 1)
+if note_attempt(id, j, now, owner, ARGV[end_at + 3] or '', '') then
+  finish_trail(id, j, now, 'completed', ARGV[end_at + 2] or '')
+  trim_results(now)
+end
 if history_len > 0 then
   record_history(id, j, 'completed', history_len)
   trim_history(now, history_ttl)

@@ -4,6 +4,8 @@ so the join is not held up for ever.
 KEYS: the namespace keys (includes/keys.lua)
 ARGV[1] wake channel; [2..] job ids
 Each deleted job is recorded in the history when the history is on (its stream exists).
+A job whose type keeps results leaves its result behind: "failed" for an incident (it
+gave up with an error), else "deleted".
 Reply: one status per job: 0 deleted, 1 no such job
 ]]
 -- @include keys
@@ -17,10 +19,13 @@ Reply: one status per job: 0 deleted, 1 no such job
 -- @include count_gone_jobs
 -- @include forget_job
 -- @include record_history
+-- @include finish_trail
+-- @include trim_results
 
 local statuses = {}
 local woke = false
 local history_on = redis.call('EXISTS', K.history) == 1
+local now, kept = now_ms(), false
 for i = 2, #ARGV do
   local id = ARGV[i]
   local j = decode_job(redis.call('HGET', K.jobs, id))
@@ -31,6 +36,8 @@ for i = 2, #ARGV do
     if j.o ~= '' and is_pi_exclusive(j) and release_pi(j.pi) then woke = true end
     redis.call('HDEL', K.jobs, id)
     forget_job(id, j, 'deleted')
+    local final = (j.o == '' and j.r <= 0) and 'failed' or 'deleted'
+    kept = finish_trail(id, j, now, final, '') or kept
     if history_on then record_history(id, j, 'deleted', -1) end
     redis.call('HDEL', K.payloads, id)
     redis.call('HDEL', K.errors, id)
@@ -39,5 +46,6 @@ for i = 2, #ARGV do
     statuses[#statuses + 1] = 0
   end
 end
+if kept then trim_results(now) end
 if woke then redis.call('PUBLISH', ARGV[1], wake_message()) end
 return statuses

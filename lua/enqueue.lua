@@ -7,7 +7,12 @@ ARGV[1] wake channel; ARGV[2] number of jobs n; then 7 fields per job:
   exclusive ('1'/'0' explicit, 'd1'/'d0' the app's default, '' = none),
   process instance id ('' = none), msgpack payload ('' = none).
   What is not explicit comes from the stored job definition (resolve_new, SPEC §4).
-Reply: id of the first job; the others follow in order (ids are consecutive).
+then (optional) n unique keys, one per job ('' = none, at most 256 bytes): a job whose
+  key is held by a job that is queued, scheduled or running (not an incident: incidents
+  free their keys, hold_key) is not created, and that job's id is its reply; two jobs of
+  one call with one key are one.
+Reply: id of the first job, the others following in order (ids are consecutive); with
+unique keys, the list of the jobs' ids in order instead.
 Errors: 'REXEC:PI_NOT_FOUND <pi>', 'REXEC:RULE_UNAVAILABLE <type>'; nothing is written then.
 ]]
 -- @include keys
@@ -22,9 +27,21 @@ Errors: 'REXEC:PI_NOT_FOUND <pi>', 'REXEC:RULE_UNAVAILABLE <type>'; nothing is w
 -- @include resolve_new
 -- @include wake_message
 -- @include index_instance_job
+-- @include start_trail
+-- @include decode_job
 
 local n = arg_int(2, 1, 100000)
-if #ARGV ~= 2 + 7 * n then return redis.error_reply('REXEC:BAD_ARGUMENT expected 7 fields per job') end
+local keyed = #ARGV == 2 + 8 * n
+if #ARGV ~= 2 + 7 * n and not keyed then
+  return redis.error_reply('REXEC:BAD_ARGUMENT expected 7 fields per job (and a key each)')
+end
+if keyed then
+  for i = 1, n do
+    if #ARGV[2 + 7 * n + i] > 256 then
+      return redis.error_reply('REXEC:BAD_ARGUMENT unique key longer than 256 bytes')
+    end
+  end
+end
 for i = 0, n - 1 do
   local base = 3 + i * 7
   local pk, due, x = ARGV[base + 1], ARGV[base + 2], ARGV[base + 4]
@@ -66,13 +83,41 @@ for i = 0, n - 1 do
   resolved[i] = {pk, r, x, s}
 end
 
-local last = redis.call('INCRBY', K.seq, n)
-local first = last - n + 1
+-- Unique keys: a job whose key is held by a job that exists is not created.
+local held, claimed, fresh = {}, {}, n
+if keyed then
+  for i = 0, n - 1 do
+    local key = ARGV[3 + 7 * n + i]
+    if key ~= '' then
+      if claimed[key] then
+        held[i] = claimed[key]
+      else
+        local other = redis.call('HGET', K.unique_keys, key)
+        local oj = other and decode_job(redis.call('HGET', K.jobs, other))
+        if oj and (oj.r > 0 or oj.o ~= '') then
+          held[i] = other
+        else
+          claimed[key] = i
+        end
+      end
+      if held[i] then fresh = fresh - 1 end
+    end
+  end
+end
+local first = redis.call('INCRBY', K.seq, fresh) - fresh + 1
+local ids, next_id = {}, first
+for i = 0, n - 1 do
+  if not held[i] then
+    ids[i] = num(next_id)
+    next_id = next_id + 1
+  end
+end
 local of_type = {}
 local woke = false
 local records, payloads, ready, scheduled, future = {}, {}, {}, {}, {}
 local now_s = num(now)
 for i = 0, n - 1 do
+ if not held[i] then
   local base = 3 + i * 7
   local jtype, due = ARGV[base], ARGV[base + 2]
   local pi, payload = ARGV[base + 5], ARGV[base + 6]
@@ -86,8 +131,13 @@ for i = 0, n - 1 do
   else
     d = tonumber(due)
   end
-  local id = num(first + i)
+  local id = ids[i]
   local j = {t = jtype, p = pk, d = d, r = r, x = x, pi = pi, v = 0, o = '', e = '', s = s}
+  start_trail(id, j, now)
+  if keyed and ARGV[3 + 7 * n + i] ~= '' then
+    redis.call('HSET', K.unique_keys, ARGV[3 + 7 * n + i], id)
+    redis.call('HSET', K.job_keys, id, ARGV[3 + 7 * n + i])
+  end
   records[#records + 1] = id
   records[#records + 1] = encode_job(j)
   index_instance_job(id, j)
@@ -109,9 +159,10 @@ for i = 0, n - 1 do
     ready[#ready + 1] = ready_member(id, j)
     wake_note(jtype, pk)
   end
+ end
 end
 for jtype, k in pairs(of_type) do count_new_jobs(jtype, k) end
-call_chunked('HSET', K.jobs, records)
+if #records > 0 then call_chunked('HSET', K.jobs, records) end
 if #payloads > 0 then call_chunked('HSET', K.payloads, payloads) end
 if #scheduled > 0 then
   call_chunked('ZADD', K.scheduled, scheduled)
@@ -123,4 +174,11 @@ if #ready > 0 then
   woke = true
 end
 if woke then redis.call('PUBLISH', ARGV[1], wake_message()) end
-return first
+if not keyed then return first end
+local reply = {}
+for i = 0, n - 1 do
+  local h = held[i]
+  if type(h) == 'number' then h = ids[h] end
+  reply[i + 1] = ids[i] or h
+end
+return reply

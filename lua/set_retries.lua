@@ -1,5 +1,6 @@
 --[[ set_retries: sets the retries left of jobs; on an incident (0 retries) this
-resolves it and the job becomes acquirable again.
+resolves it and the job becomes acquirable again (taking its unique key back if no other
+job holds it meanwhile); 0 makes an incident (which frees its key).
 KEYS: the namespace keys (includes/keys.lua)
 ARGV[1] wake channel; [2] retries; [3..] job ids
 Reply: one status per job: 0 done, 1 no such job
@@ -12,6 +13,7 @@ Reply: one status per job: 0 done, 1 no such job
 -- @include encode_job
 -- @include place_job
 -- @include unplace_job
+-- @include hold_key
 
 local retries = arg_int(2, 0, 1000000)
 local now = now_ms()
@@ -26,6 +28,7 @@ for i = 3, #ARGV do
     if j.o == '' then unplace_job(id, j) end
     j.r = retries
     redis.call('HSET', K.jobs, id, encode_job(j))
+    hold_key(id, j)
     if j.o == '' and place_job(id, j, now) == 'ready' then woke = true end
     statuses[#statuses + 1] = 0
   end

@@ -3,11 +3,15 @@
 from rexec.app import App, JobDefinition
 from rexec.errors import (
     ConfigurationError,
+    Fail,
     HandlerNotFoundError,
     InvalidJobTypeError,
     InvalidPriorityError,
     InvalidRetryCycleError,
+    JobDeletedError,
+    JobFailedError,
     JobNotFoundError,
+    JobResultTimeoutError,
     JobTimeoutError,
     NotFoundError,
     OptimisticLockingError,
@@ -15,12 +19,16 @@ from rexec.errors import (
     PayloadError,
     PriorityRuleUnavailableError,
     ProcessInstanceNotFoundError,
+    ResultNotKeptError,
     RexecError,
     ScriptError,
+    UniqueKeyError,
     UnknownJobTypeError,
     ValidationError,
 )
+from rexec.handles import JobError, JobHandle, JobInfo, JobStatus
 from rexec.job import Job, JobState
+from rexec.jobtype import JobType
 from rexec.retry import RetryCycle
 from rexec.rules import FromVariable, from_variable
 from rexec.store import AcquiredJobs, NewJob, Store
@@ -29,6 +37,7 @@ __all__ = [
     "AcquiredJobs",
     "App",
     "ConfigurationError",
+    "Fail",
     "FromVariable",
     "HandlerNotFoundError",
     "InvalidJobTypeError",
@@ -36,9 +45,17 @@ __all__ = [
     "InvalidRetryCycleError",
     "Job",
     "JobDefinition",
+    "JobDeletedError",
+    "JobError",
+    "JobFailedError",
+    "JobHandle",
+    "JobInfo",
     "JobNotFoundError",
+    "JobResultTimeoutError",
     "JobState",
+    "JobStatus",
     "JobTimeoutError",
+    "JobType",
     "NewJob",
     "NotFoundError",
     "OptimisticLockingError",
@@ -46,10 +63,12 @@ __all__ = [
     "PayloadError",
     "PriorityRuleUnavailableError",
     "ProcessInstanceNotFoundError",
+    "ResultNotKeptError",
     "RetryCycle",
     "RexecError",
     "ScriptError",
     "Store",
+    "UniqueKeyError",
     "UnknownJobTypeError",
     "ValidationError",
     "from_variable",

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import inspect
+import logging
 import os
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import redis
 
@@ -19,19 +21,28 @@ from rexec.errors import (
     ProcessInstanceNotFoundError,
     ValidationError,
 )
+from rexec.handles import JobHandle
+from rexec.jobtype import JobType
 from rexec.management import Management
 from rexec.priority import PriorityRule, ProcessPriority, process_priority, rule_priority
 from rexec.retry import DEFAULT_RETRY_CYCLE, RetryCycle
 from rexec.rules import FromVariable, plain_forms
 from rexec.status import Status
-from rexec.store import NewJob, Store, check_acquisition, check_process_instance_id
+from rexec.store import NewJob, Store, check_acquisition, check_process_instance_id, class_path
+
+if TYPE_CHECKING:
+    import redis.asyncio
 
 Handler = Callable[..., Any]
 F = TypeVar("F", bound=Handler)
 
+log = logging.getLogger("rexec")
+
 ENQUEUE_OPTIONS = frozenset(
-    {"priority", "due_ms", "delay_ms", "process_instance_id", "exclusive", "retries"}
+    {"priority", "due_ms", "delay_ms", "process_instance_id", "exclusive", "retries", "key"}
 )
+MAX_KEEP_RESULT_MS = 366 * 86_400_000
+CLASS_PATH_RE = re.compile(r"^[A-Za-z0-9_.<>]{1,300}$")
 SPEC_KEYS = ENQUEUE_OPTIONS | {"type", "payload"}
 DEPLOY_STATUSES = ("new", "unchanged", "changed", "conflict")
 
@@ -52,6 +63,9 @@ class JobDefinition:
     retry_cycle: RetryCycle = DEFAULT_RETRY_CYCLE
     lock_ms: int | None = None
     timeout_ms: int | None = None
+    keep_result_ms: int | None = None
+    retry_on: tuple[str, ...] = ()  # exception class paths (module.QualName)
+    no_retry_on: tuple[str, ...] = ()
 
     @property
     def is_async(self) -> bool:
@@ -85,16 +99,26 @@ class App:
         self.definitions: dict[str, JobDefinition] = {}
         self.app_path: str | None = None  # module:attribute, when loaded by a command
         self._client: redis.Redis | None = None
+        self._aclient: redis.asyncio.Redis | None = None
         self._store: Store | None = None
+        self._known_types: set[str] = set()
         Store.validate_namespace(self.namespace)
 
     @classmethod
-    def with_client(cls, client: redis.Redis, *, namespace: str = "default") -> App:
-        """An app on an existing client (``decode_responses=False``). Worker nodes need
-        a URL to connect their own processes; this is for producers and tests."""
+    def with_client(
+        cls,
+        client: redis.Redis,
+        *,
+        namespace: str = "default",
+        aclient: redis.asyncio.Redis | None = None,
+    ) -> App:
+        """An app on an existing client (``decode_responses=False``), and optionally a
+        redis.asyncio client on the same server for the async producers. Worker nodes
+        need a URL to connect their own processes; this is for producers and tests."""
         app = cls(namespace=namespace)
         app.redis_url = app.redis_url or "client://"
         app._client = client
+        app._aclient = aclient
         return app
 
     # -- connection ---------------------------------------------------------------------
@@ -112,6 +136,32 @@ class App:
         if self._client is None:
             self._client = connect(self.resolved_url())
         return self._client
+
+    @property
+    def aclient(self) -> redis.asyncio.Redis:
+        """A redis.asyncio client on the same Redis, for ``aenqueue`` and the async
+        handle methods (created on first use, bound to the event loop that first uses
+        it)."""
+        if self._aclient is None:
+            import redis.asyncio
+
+            url = self.resolved_url()
+            if url == "client://":
+                raise ConfigurationError(
+                    "this app was made with_client(...) without aclient=: pass a"
+                    " redis.asyncio client for the async producers"
+                )
+            try:
+                self._aclient = redis.asyncio.Redis.from_url(url, decode_responses=False)
+            except ValueError as exc:
+                raise ConfigurationError(f"bad Redis URL {url!r}: {exc}") from exc
+        return self._aclient
+
+    async def aclose(self) -> None:
+        """Closes the async client (``close()`` closes the sync one)."""
+        if self._aclient is not None:
+            await self._aclient.aclose()
+            self._aclient = None
 
     @property
     def store(self) -> Store:
@@ -152,13 +202,22 @@ class App:
         retry_cycle: str | None = None,
         lock_ms: int | None = None,
         timeout_ms: int | None = None,
-    ) -> Callable[[F], F]:
-        """Registers ``fn(ctx, payload)`` as the handler of job ``type``.
+        keep_result: float | timedelta | None = None,
+        retry_on: Iterable[type[BaseException]] | type[BaseException] = (),
+        no_retry_on: Iterable[type[BaseException]] | type[BaseException] = (),
+    ) -> Callable[[Callable[..., Any]], JobType[..., Any]]:
+        """Registers ``fn(ctx, payload)`` as the handler of job ``type``; returns a
+        :class:`~rexec.jobtype.JobType`, still callable as ``fn``, with ``enqueue``.
 
         ``priority`` is the type's priority rule: an int, ``rexec.from_variable(...)``
         (evaluated by the store, for every producer) or ``fn(payload, variables) ->
         int`` (evaluated by this app only); ``retry_cycle`` is ``R5/PT5M`` or
-        ``PT1M,PT5M,PT10M``. ``deploy()`` stores the definition in Redis.
+        ``PT1M,PT5M,PT10M``. ``keep_result`` (seconds or a timedelta) keeps each job's
+        return value or final error that long after it finished (``JobHandle.result``).
+        ``retry_on``: only these exceptions (and their subclasses) are retried, any other
+        makes an incident at once; ``no_retry_on``: these make an incident at once (it
+        wins over ``retry_on``). ``deploy()`` stores the definition in Redis, so every
+        worker and producer applies it.
         """
         check_type(type)
         if not (priority is None or callable(priority) or isinstance(priority, FromVariable)):
@@ -167,16 +226,35 @@ class App:
         if lock_ms is not None and (not isinstance(lock_ms, int) or lock_ms < 100):
             raise ValidationError(f"lock_ms must be an integer >= 100, got {lock_ms!r}")
         check_ms(timeout_ms, "timeout_ms")
+        keep_ms = keep_result_ms(keep_result)
+        retry_paths = exception_paths(retry_on, "retry_on")
+        no_retry_paths = exception_paths(no_retry_on, "no_retry_on")
 
-        def register(fn: F) -> F:
+        def register(fn: Callable[..., Any]) -> JobType[..., Any]:
             if type in self.definitions:
                 raise ValidationError(f"job type {type!r} already has a handler")
+            handler = fn.handler if isinstance(fn, JobType) else fn
+            if not callable(handler):
+                raise ValidationError(f"a handler is a function, got {handler!r}")
             self.definitions[type] = JobDefinition(
-                type, fn, priority, exclusive, cycle, lock_ms, timeout_ms
+                type,
+                handler,
+                priority,
+                exclusive,
+                cycle,
+                lock_ms,
+                timeout_ms,
+                keep_ms,
+                retry_paths,
+                no_retry_paths,
             )
-            return fn
+            return JobType(self, type, handler)
 
         return register
+
+    def handle(self, job_id: str) -> JobHandle:
+        """A handle on job ``job_id`` (its status, info and result)."""
+        return JobHandle(self, job_id)
 
     # -- producers ----------------------------------------------------------------------
 
@@ -191,19 +269,32 @@ class App:
         process_instance_id: str | None = None,
         exclusive: bool | None = None,
         retries: int | None = None,
+        key: str | None = None,
     ) -> str:
-        """Creates one job; returns its id. Nothing is written if anything is invalid."""
-        spec = {
-            "type": type,
-            "payload": payload,
-            "priority": priority,
-            "due_ms": due_ms,
-            "delay_ms": delay_ms,
-            "process_instance_id": process_instance_id,
-            "exclusive": exclusive,
-            "retries": retries,
-        }
-        return self.enqueue_many([spec])[0]
+        """Creates one job; returns its id. Nothing is written if anything is invalid.
+        ``key`` makes it unique: while a job with that key is queued, scheduled or
+        running, that job's id is returned instead."""
+        return self.enqueue_many([self._spec(locals())])[0]
+
+    async def aenqueue(
+        self,
+        type: str,
+        payload: Any = None,
+        *,
+        priority: int | None = None,
+        due_ms: int | None = None,
+        delay_ms: int | None = None,
+        process_instance_id: str | None = None,
+        exclusive: bool | None = None,
+        retries: int | None = None,
+        key: str | None = None,
+    ) -> str:
+        """``enqueue`` for asyncio producers, on ``aclient`` (redis.asyncio)."""
+        return (await self.aenqueue_many([self._spec(locals())]))[0]
+
+    @staticmethod
+    def _spec(given: Mapping[str, Any]) -> dict[str, Any]:
+        return {name: given[name] for name in SPEC_KEYS}
 
     def enqueue_many(self, specs: Iterable[Mapping[str, Any]]) -> list[str]:
         """Creates many jobs in pipelined chunks; returns their ids in order. Every spec
@@ -223,7 +314,52 @@ class App:
         for pi in rules_need:
             variables[str(pi)] = self.get_variables(str(pi))
         jobs = [self._new_job(spec, variables) for spec in specs]
+        self._note_unknown_types(
+            jobs, lambda: {_name(t) for t in self.client.hkeys(self.store.keys.definitions)}
+        )
         return self.store.enqueue(jobs)
+
+    async def aenqueue_many(self, specs: Iterable[Mapping[str, Any]]) -> list[str]:
+        """``enqueue_many`` for asyncio producers, on ``aclient`` (redis.asyncio)."""
+        specs = list(specs)
+        for spec in specs:
+            if not isinstance(spec, Mapping):
+                raise ValidationError(f"a job spec is a mapping, got {type(spec).__name__}")
+        variables: dict[str, Mapping[str, Any]] = {}
+        for spec in specs:
+            pi = spec.get("process_instance_id")
+            if (
+                spec.get("priority") is None
+                and isinstance(pi, str)
+                and pi not in variables
+                and _python_rule(self.definitions.get(spec.get("type", "")))
+            ):
+                check_process_instance_id(pi)
+                raw: bytes | None = await self.aclient.hget(self.store.keys.vars, pi)  # type: ignore[assignment]
+                if raw is None:
+                    raise ProcessInstanceNotFoundError(f"no process instance {pi!r}")
+                variables[pi] = variables_dict(unpack(raw, "variables"), pi)
+        jobs = [self._new_job(spec, variables) for spec in specs]
+        if any(job.type not in self._known_types for job in jobs):
+            stored = await self.aclient.hkeys(self.store.keys.definitions)
+            self._note_unknown_types(jobs, lambda: {_name(t) for t in stored})
+        return await self.store.aenqueue(self.aclient, jobs)
+
+    def _note_unknown_types(self, jobs: list[NewJob], stored: Callable[[], Iterable[str]]) -> None:
+        """Says once per type when a job's type is neither registered in this app nor
+        deployed: likely a typo, and no worker may ever run it."""
+        new = {job.type for job in jobs} - self._known_types - set(self.definitions)
+        if not new:
+            return
+        deployed = set(stored())
+        for name in sorted(new):
+            if name not in deployed:
+                log.warning(
+                    "job type %r is neither registered in this app nor deployed: its jobs"
+                    " wait for a worker that runs it (a typo?)",
+                    name,
+                )
+        self._known_types |= new
 
     def _new_job(
         self, spec: Mapping[str, Any], variables: Mapping[str, Mapping[str, Any]]
@@ -249,6 +385,7 @@ class App:
             own_priority = rule_priority(definition.priority, payload, rule_variables)
         exclusive = spec.get("exclusive")
         return NewJob(
+            unique_key=spec.get("key"),
             type=job_type,
             payload_raw=None if payload is None else pack(payload),
             priority=spec.get("priority"),
@@ -376,6 +513,41 @@ class App:
         if raw is None:
             raise ProcessInstanceNotFoundError(f"no process instance {process_instance_id!r}")
         return variables_dict(unpack(raw, "variables"), process_instance_id)
+
+
+def _name(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def keep_result_ms(keep: object) -> int | None:
+    """``keep_result`` (seconds or a timedelta) in ms; None keeps nothing."""
+    if keep is None:
+        return None
+    if isinstance(keep, timedelta):
+        ms = int(keep / timedelta(milliseconds=1))
+    elif isinstance(keep, int | float) and not isinstance(keep, bool):
+        ms = int(keep * 1000)
+    else:
+        raise ValidationError(f"keep_result is seconds or a timedelta, got {keep!r}")
+    if not 1000 <= ms <= MAX_KEEP_RESULT_MS:
+        raise ValidationError(f"keep_result must be 1 s to 366 days, got {keep!r}")
+    return ms
+
+
+def exception_paths(given: object, what: str) -> tuple[str, ...]:
+    """Exception classes as the class paths a stored definition keeps."""
+    classes = (given,) if isinstance(given, type) else given
+    if isinstance(classes, str | bytes) or not isinstance(classes, Iterable):
+        raise ValidationError(f"{what} is a tuple of exception classes, got {given!r}")
+    paths = []
+    for cls in classes:
+        if not (isinstance(cls, type) and issubclass(cls, BaseException)):
+            raise ValidationError(f"{what} takes exception classes, got {cls!r}")
+        path = class_path(cls)
+        if not CLASS_PATH_RE.fullmatch(path):
+            raise ValidationError(f"{what}: cannot store the class path {path!r}")
+        paths.append(path)
+    return tuple(dict.fromkeys(paths))
 
 
 def connect(url: str) -> redis.Redis:

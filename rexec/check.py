@@ -60,7 +60,14 @@ from rexec.store import Store
 
 DEFAULT_CHUNK = 500
 REPAIR_PASSES = 3
-CHECK_SCRIPTS = ("check_read", "check_repair", "check_pilocks", "check_joins", "check_instances")
+CHECK_SCRIPTS = (
+    "check_read",
+    "check_repair",
+    "check_pilocks",
+    "check_joins",
+    "check_instances",
+    "check_keys",
+)
 INDEXES = ("ready", "scheduled", "suspended", "pijobs", "parked", "locked", "incidents")
 JOB_FIELDS = 15  # fields per job in check_read's reply
 
@@ -93,6 +100,11 @@ KEY_TYPES: dict[str, str] = {
     "parked": "zset",
     "type_jobs": "hash",
     "instance_jobs": "zset",
+    "results": "hash",
+    "result_expiry": "zset",
+    "unique_keys": "hash",
+    "job_keys": "hash",
+    "settings": "hash",
 }
 
 # A record as the scripts write it: t|p|d|r|x|pi|v|o|e|s (schema §3). A due time must
@@ -146,6 +158,7 @@ class Kind(StrEnum):
     BAD_COUNTER = "bad-counter"
     INSTANCE_UNINDEXED = "instance-unindexed"
     INSTANCE_STALE = "instance-stale"
+    UNIQUE_KEY = "unique-key"
 
 
 # Kinds check_repair.lua fixes, job by job.
@@ -304,6 +317,7 @@ class _Checker:
         self.check_seq()
         self.check_counters()
         self.check_instance_index()
+        self.check_unique_keys()
         return list(self.found.values())
 
     def check_key_types(self) -> bool:
@@ -742,6 +756,47 @@ class _Checker:
                     )
                 )
 
+    def check_unique_keys(self) -> None:
+        """Invariant 18: every ``unique_keys`` entry names a job that exists and whose
+        ``job_keys`` entry names the key back; every ``job_keys`` entry names a job that
+        exists. The script re-reads each entry atomically."""
+        for chunk in self.hscan("unique_keys"):
+            self.report_keys([arg for key in chunk for arg in (b"u", key)])
+        for chunk in self.hscan("job_keys"):
+            self.report_keys([arg for job_id in chunk for arg in (b"j", job_id)])
+
+    def report_keys(self, args: list[bytes]) -> None:
+        if not args:
+            return
+        found = self.call("check_keys", ["0", *args])
+        for kind, raw in zip(found[::2], found[1::2], strict=True):
+            what = _text(kind)
+            if what == "stale-job":
+                detail = "a job_keys entry of a job that is gone"
+                job_id, item, key = _text(raw), None, "job_keys"
+            else:
+                detail = {
+                    "stale-key": "a unique key held by a job that is gone: it blocks nothing"
+                    " (an enqueue takes it over) but is never freed",
+                    "incident-key": "a unique key held by an incident (incidents free theirs)",
+                }.get(
+                    what,
+                    "a unique key whose job lacks its job_keys entry: leaving would not free it",
+                )
+                job_id, item, key = None, _text(raw), "unique_keys"
+            self.add(
+                Violation(
+                    Kind.UNIQUE_KEY,
+                    job_id,
+                    key,
+                    detail,
+                    True,
+                    item,
+                    raw_id=raw if job_id else None,
+                    raw_item=None if job_id else raw,
+                )
+            )
+
     # -- repairs ------------------------------------------------------------------------------
 
     def apply(self, violations: Sequence[Violation]) -> None:
@@ -780,6 +835,14 @@ class _Checker:
                 index += (b"m", v.raw_item)
         for start in range(0, len(index), self.chunk * 2):
             self.call("check_instances", ["1", *index[start : start + self.chunk * 2]])
+        keys: list[bytes] = []
+        for v in todo:
+            if v.kind == Kind.UNIQUE_KEY and v.raw_item is not None:
+                keys += (b"u", v.raw_item)
+            elif v.kind == Kind.UNIQUE_KEY and v.raw_id is not None:
+                keys += (b"j", v.raw_id)
+        for start in range(0, len(keys), self.chunk * 2):
+            self.call("check_keys", ["1", *keys[start : start + self.chunk * 2]])
         joins = [v.raw_item for v in todo if v.kind == Kind.JOIN_COUNT and v.raw_item]
         for start in range(0, len(joins), self.chunk):
             self.call(

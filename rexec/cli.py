@@ -520,15 +520,34 @@ def history(app: App, *, limit: int, as_json: bool) -> None:
 
 
 def show_finished_job(app: App, job_id: str, *, as_json: bool) -> None:
-    """A job no longer queued, from the history (if the app keeps one)."""
+    """A job no longer queued, from its kept result (types with ``keep_result``) and the
+    history (if the app keeps one)."""
+    from rexec.handles import JobStatus
+
+    info = app.handle(job_id).info()
+    kept = info.status in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.DELETED)
     entries = app.management.job_history(job_id)
-    if not entries:
+    if not entries and not kept:
         raise JobNotFoundError(
-            f"no job {job_id!r}: not queued, and not in the history (completed or deleted"
-            " without a history, or never created)"
+            f"no job {job_id!r}: not queued, no result kept and not in the history"
+            " (completed or deleted without either, or never created)"
         )
+    result = result_to_dict(info) if kept else None
     if as_json:
-        print_json({"id": job_id, "queued": False, "history": entries})
+        print_json({"id": job_id, "queued": False, "result": result, "history": entries})
+        return
+    if result is not None:
+        table = Table("field", "value", show_header=False, title=f"job {job_id} (kept result)")
+        for name, value in result.items():
+            if name.endswith("_ms") and isinstance(value, int):
+                shown = cell(f"{when(value)}  ({value})")
+            elif name in ("return_value", "errors"):
+                shown = cell(to_json(value, indent=True))
+            else:
+                shown = cell(value)
+            table.add_row(Text(name, style="bold"), shown)
+        console().print(table)
+    if not entries:
         return
     latest = entries[0]
     click.echo(
@@ -536,6 +555,30 @@ def show_finished_job(app: App, job_id: str, *, as_json: bool) -> None:
         f" {latest['outcome']} at {when(latest['finished_ms'])}"
     )
     console().print(history_table(entries, title=f"history of job {job_id}"))
+
+
+def result_to_dict(info: Any) -> dict[str, Any]:
+    """A finished job's kept result (a JobInfo) as plain data."""
+    return {
+        "type": info.type,
+        "status": info.status.value,
+        "return_value": info.return_value,
+        "attempts": info.attempts,
+        "worker_ids": list(info.worker_ids),
+        "enqueued_at_ms": info.enqueued_at_ms,
+        "started_at_ms": info.started_at_ms,
+        "finished_at_ms": info.finished_at_ms,
+        "process_instance_id": info.process_instance_id,
+        "errors": [
+            {
+                "exception": e.exception,
+                "message": e.message,
+                "traceback": e.traceback,
+                "at_ms": e.at_ms,
+            }
+            for e in info.errors
+        ],
+    }
 
 
 def history_table(entries: list[dict[str, Any]], *, title: str | None = None) -> Table:

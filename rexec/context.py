@@ -105,11 +105,17 @@ class JobContext:
         if not branches:
             raise ValidationError("a fork needs at least one branch")
         join_job = self._new_job({"type": join, "payload": join_payload, **join_options})
+        index = len(self._joins) + 1
+        made = [self._branch(spec, index) for spec in branches]  # all checked first
         self._joins.append((len(branches), join_job))
-        index = len(self._joins)
-        self._jobs.extend(self._branch(spec, index) for spec in branches)
+        self._jobs.extend(made)
 
     def _new_job(self, spec: dict[str, Any]) -> NewJob:
+        if spec.get("key") is not None:
+            raise ValidationError(
+                "a follow-up, branch or join job cannot take a unique key (only producers'"
+                " enqueue does)"
+            )
         pi = self.job.process_instance_id
         if pi is not None:
             spec.setdefault("process_instance_id", pi)

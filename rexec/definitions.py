@@ -5,10 +5,16 @@ writes one record per registered type into the ``definitions`` hash (lua/deploy.
 and every script that creates a job or records a failure reads it. The record is
 ``|``-separated so the scripts can parse it::
 
-    executions|intervals ms,..|exclusive|lock ms|timeout ms|rule|fingerprint|
-    deployed ms|host|app|replaced fingerprint|replaced ms|replaced host|replaced app
+    executions|intervals ms,..|exclusive|lock ms|timeout ms|rule|keep result ms|
+    retry_on|no_retry_on|fingerprint|deployed ms|host|app|replaced fingerprint|
+    replaced ms|replaced host|replaced app
 
-``rule`` is a priority rule as rexec/rules.py encodes it. The last four fields name the
+``rule`` is a priority rule as rexec/rules.py encodes it; ``keep result ms`` how long a
+finished job's result stays readable (empty: none kept); ``retry_on`` and
+``no_retry_on`` comma-separated exception class paths (``module.QualName``) that the
+fail script matches against a failure's class and its bases. A type without results or
+retry policy is stored without those three fields (14 fields, as before they existed),
+so its fingerprint does not change. The last four fields name the
 deployment this one replaced when that had another fingerprint (empty otherwise): when
 it came from another app, the two apps disagree about the type (a *conflict*).
 """
@@ -53,6 +59,9 @@ class StoredDefinition:
     rule: str
     deployment: Deployment
     replaced: Deployment | None = None
+    keep_result_ms: int | None = None
+    retry_on: tuple[str, ...] = ()
+    no_retry_on: tuple[str, ...] = ()
 
     @property
     def conflict(self) -> bool:
@@ -63,16 +72,22 @@ class StoredDefinition:
 def definition_head(definition: JobDefinition) -> str:
     """The part of the record that defines the type (what the fingerprint covers)."""
     cycle = definition.retry_cycle
-    return "|".join(
-        (
-            str(cycle.executions),
-            ",".join(str(ms) for ms in cycle.intervals_ms),
-            "1" if definition.exclusive else "0",
-            "" if definition.lock_ms is None else str(definition.lock_ms),
-            "" if definition.timeout_ms is None else str(definition.timeout_ms),
-            encode_rule(definition.priority),
-        )
-    )
+    fields = [
+        str(cycle.executions),
+        ",".join(str(ms) for ms in cycle.intervals_ms),
+        "1" if definition.exclusive else "0",
+        "" if definition.lock_ms is None else str(definition.lock_ms),
+        "" if definition.timeout_ms is None else str(definition.timeout_ms),
+        encode_rule(definition.priority),
+    ]
+    keep = definition.keep_result_ms
+    if keep or definition.retry_on or definition.no_retry_on:
+        fields += [
+            str(keep) if keep else "",
+            ",".join(definition.retry_on),
+            ",".join(definition.no_retry_on),
+        ]
+    return "|".join(fields)
 
 
 def fingerprint(head: str) -> str:
@@ -87,9 +102,14 @@ def safe_name(text: str) -> str:
 def parse_definition(job_type: str, record: str) -> StoredDefinition | None:
     """The record of ``job_type`` (None when it is not one this version wrote)."""
     fields = record.split("|")
-    if len(fields) != 14:
+    if len(fields) == 17:
+        extra, fields = fields[6:9], fields[:6] + fields[9:]
+    elif len(fields) == 14:
+        extra = ["", "", ""]
+    else:
         return None
     try:
+        keep = int(extra[0]) if extra[0] else None
         executions, intervals = int(fields[0]), tuple(int(ms) for ms in fields[1].split(","))
         deployment = Deployment(fields[6], int(fields[7]), fields[8], fields[9])
         replaced = (
@@ -106,6 +126,9 @@ def parse_definition(job_type: str, record: str) -> StoredDefinition | None:
         rule=fields[5],
         deployment=deployment,
         replaced=replaced,
+        keep_result_ms=keep or None,
+        retry_on=tuple(p for p in extra[1].split(",") if p),
+        no_retry_on=tuple(p for p in extra[2].split(",") if p),
     )
 
 

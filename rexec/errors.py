@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rexec.handles import JobError, JobInfo
+
 
 class RexecError(Exception):
     """Root of every error rexec raises on purpose."""
@@ -86,8 +91,8 @@ class ConfigurationError(RexecError):
 
 
 class HandlerError(RexecError):
-    """A handler misbehaved in a way that is not an exception of its own: it returned a
-    value or an awaitable instead of ``None``."""
+    """A handler misbehaved in a way that is not an exception of its own: it returned
+    an awaitable from a plain function, or a value msgpack cannot encode."""
 
 
 # Reply prefixes Redis uses for conditions that pass: memory pressure, a failover in
@@ -148,3 +153,40 @@ def safe_str(value: object) -> str:
         except BaseException:
             text = "<unprintable>"
     return text.encode("utf-8", "replace").decode("utf-8")
+
+
+class Fail(Exception):
+    """Raised by a handler: the job fails at once and becomes an incident, whatever
+    retries it has left (nothing is retried until an operator resolves it)."""
+
+
+class JobFailedError(RexecError):
+    """A job ended with an error (failed) or waits for an operator (incident):
+    ``info`` is what is known of it, ``error`` its last error (class path, message
+    and traceback), if kept."""
+
+    def __init__(self, message: str, info: JobInfo) -> None:
+        super().__init__(message)
+        self.info = info
+        self.error: JobError | None = info.errors[-1] if info.errors else None
+
+
+class JobDeletedError(RexecError):
+    """A job was deleted (by an operator) before it finished: it has no result."""
+
+    def __init__(self, message: str, info: JobInfo) -> None:
+        super().__init__(message)
+        self.info = info
+
+
+class JobResultTimeoutError(RexecError, TimeoutError):
+    """A job did not finish within the time ``result()`` was given to wait."""
+
+
+class ResultNotKeptError(RexecError):
+    """A job's type keeps no results (no ``keep_result`` in its stored definition), or
+    its result has expired: there is nothing to wait for or read."""
+
+
+class UniqueKeyError(ValidationError):
+    """A unique key that cannot be stored (empty, not text, too long)."""

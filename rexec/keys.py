@@ -44,6 +44,11 @@ SCRIPT_KEY_NAMES: tuple[str, ...] = (
     "suspended_pis",
     "future",
     "instance_jobs",
+    "results",
+    "result_expiry",
+    "unique_keys",
+    "job_keys",
+    "settings",
 )
 
 
@@ -193,6 +198,26 @@ class Keys:
     @property
     def instance_jobs(self) -> str:
         return self.prefix + "instance_jobs"
+
+    @property
+    def results(self) -> str:
+        return self.prefix + "results"
+
+    @property
+    def result_expiry(self) -> str:
+        return self.prefix + "result_expiry"
+
+    @property
+    def unique_keys(self) -> str:
+        return self.prefix + "unique_keys"
+
+    @property
+    def job_keys(self) -> str:
+        return self.prefix + "job_keys"
+
+    @property
+    def settings(self) -> str:
+        return self.prefix + "settings"
 
     @property
     def series(self) -> str:

@@ -20,7 +20,9 @@ from rexec.errors import (
     PriorityRuleUnavailableError,
     ProcessInstanceNotFoundError,
     RexecError,
+    UniqueKeyError,
     ValidationError,
+    safe_str,
 )
 from rexec.job import Job, JobState, parse_record
 from rexec.keys import Keys
@@ -38,6 +40,7 @@ DEFAULT_EXCLUSIVE_CAP = 100
 DEFAULT_PROMOTE_CAP = 2000
 DEFAULT_RECLAIM_CAP = 1000
 MAX_RETRIES = 1_000_000
+DEFAULT_RESULT_CAP = 100_000  # kept results per namespace (lua/includes/trim_results.lua)
 
 
 def _check_retries(value: object) -> None:
@@ -65,9 +68,12 @@ class NewJob:
     rule_priority: int | None = None
     default_retries: int | None = None
     default_exclusive: bool | None = None
+    unique_key: str | None = None
 
     def __post_init__(self) -> None:
         check_type(self.type)
+        if self.unique_key is not None:
+            check_unique_key(self.unique_key)
         for value in (self.priority, self.rule_priority):
             if value is not None:
                 check_priority(value)
@@ -130,6 +136,24 @@ def check_acquisition(mode: object) -> str:
 def check_process_instance_id(value: object) -> str:
     if not isinstance(value, str) or not value or "|" in value or len(value) > 200:
         raise ValidationError(f"not a process instance id: {value!r}")
+    return value
+
+
+MAX_UNIQUE_KEY_BYTES = 256
+
+
+def check_unique_key(value: object) -> str:
+    """A unique key: a non-empty string of at most MAX_UNIQUE_KEY_BYTES bytes (UTF-8)."""
+    if not isinstance(value, str) or not value:
+        raise UniqueKeyError(f"a unique key is a non-empty string, got {value!r}")
+    try:
+        size = len(value.encode("utf-8"))
+    except UnicodeEncodeError as exc:
+        raise UniqueKeyError(f"a unique key must be valid text: {exc}") from None
+    if size > MAX_UNIQUE_KEY_BYTES:
+        raise UniqueKeyError(
+            f"a unique key is at most {MAX_UNIQUE_KEY_BYTES} bytes, got {size}: {value[:40]!r}..."
+        )
     return value
 
 
@@ -317,34 +341,51 @@ class Store:
             firsts = [self._run("enqueue", self._enqueue_args(wake, chunks[0]))]
         else:
             firsts = self._stream_enqueue(wake, chunks)
-        ids: list[str] = []
-        missing: list[int] = []
-        errors: list[RexecError] = []
-        offset = 0
-        for first, part in zip(firsts, chunks, strict=True):
-            if isinstance(first, RexecError):
-                errors.append(first)
-                missing.extend(range(offset, offset + len(part)))
-            else:
-                ids.extend(str(int(first) + i) for i in range(len(part)))  # type: ignore[call-overload]
-            offset += len(part)
-        if errors and not ids:
-            raise errors[0]
-        if errors:
-            raise PartialEnqueueError(
-                f"{len(ids)} of {len(jobs)} jobs were enqueued, {len(missing)} were not:"
-                f" {errors[0]}",
-                ids=ids,
-                missing=missing,
-                cause=errors[0],
-            ) from errors[0]
-        return ids
+        return _collect_ids(firsts, chunks, len(jobs))
+
+    async def aenqueue(
+        self, aclient: Any, jobs: Sequence[NewJob], *, chunk: int = ENQUEUE_CHUNK
+    ) -> list[str]:
+        """``enqueue`` on a redis.asyncio client: the same checks, one script call per
+        chunk, awaited in order."""
+        if not jobs:
+            return []
+        if isinstance(chunk, bool) or not isinstance(chunk, int) or not 1 <= chunk <= 100_000:
+            raise ValidationError(f"chunk must be 1..100000, got {chunk!r}")
+        pis = sorted({str(job.process_instance_id) for job in jobs if job.process_instance_id})
+        if pis:
+            found = await aclient.hmget(self.keys.pis, pis)
+            missing = [pi for pi, record in zip(pis, found, strict=True) if record is None]
+            if missing:
+                raise ProcessInstanceNotFoundError(f"no process instance {missing[0]!r}")
+        wake = self.keys.wake_channel
+        chunks = [jobs[i : i + chunk] for i in range(0, len(jobs), chunk)]
+        firsts: list[object] = []
+        for part in chunks:
+            try:
+                firsts.append(await self._arun(aclient, "enqueue", self._enqueue_args(wake, part)))
+            except RexecError as exc:
+                firsts.append(exc)
+        return _collect_ids(firsts, chunks, len(jobs))
+
+    async def _arun(self, aclient: Any, name: str, args: Sequence[bytes | str | int]) -> object:
+        script = getattr(self.scripts, name)
+        keys = self._script_keys
+        try:
+            try:
+                return await aclient.evalsha(script.sha, len(keys), *keys, *args)
+            except redis.exceptions.NoScriptError:
+                return await aclient.eval(script.script, len(keys), *keys, *args)
+        except redis.ResponseError as exc:
+            raise translate_script_error(exc) from exc
 
     @staticmethod
     def _enqueue_args(wake: str, part: Sequence[NewJob]) -> list[bytes | str | int]:
         args: list[bytes | str | int] = [wake, len(part)]
         for job in part:
             args.extend(job.script_args())
+        if any(job.unique_key is not None for job in part):
+            args.extend(job.unique_key or "" for job in part)
         return args
 
     def _check_instances(self, pis: set[str | None]) -> None:
@@ -418,6 +459,23 @@ class Store:
         check_process_instance_id(process_instance_id)
         reply = self._run("set_variables", [process_instance_id, revision, variables_raw, forms])
         return Status(int(reply))  # type: ignore[call-overload]
+
+    # -- results ----------------------------------------------------------------------------
+
+    def set_result_cap(self, cap: int | None) -> None:
+        """At most ``cap`` kept results in this namespace (None: the default,
+        DEFAULT_RESULT_CAP); beyond it, those that expire first go first, as results
+        are written."""
+        if cap is None:
+            self.client.hdel(self.keys.settings, "result_cap")
+            return
+        if isinstance(cap, bool) or not isinstance(cap, int) or not 1 <= cap <= 100_000_000:
+            raise ValidationError(f"result cap must be 1..100000000, got {cap!r}")
+        self.client.hset(self.keys.settings, "result_cap", cap)
+
+    def result_cap(self) -> int:
+        raw = self.client.hget(self.keys.settings, "result_cap")
+        return int(raw) if raw is not None else DEFAULT_RESULT_CAP
 
     # -- job definitions ------------------------------------------------------------------
 
@@ -529,7 +587,15 @@ class Store:
         revision; else raises OptimisticLockingError and changes nothing."""
         raise_for_status(self.complete_many([job])[0], job.id)
 
-    def commit(self, job: Job, effects: Effects, *, lock_ms: int = 30_000) -> list[Job]:
+    def commit(
+        self,
+        job: Job,
+        effects: Effects,
+        *,
+        lock_ms: int = 30_000,
+        result: bytes = b"",
+        started_ms: int | None = None,
+    ) -> list[Job]:
         """Completes ``job`` and applies ``effects`` in one atomic script; returns the
         follow-ups locked for this owner at once. Raises OptimisticLockingError, writing
         nothing, if the job's lock is lost or the variables changed since read."""
@@ -554,6 +620,11 @@ class Store:
             args += (*new.job.script_args(), new.join, "1" if new.lock_now else "0")
         args.append("1" if effects.end_instance else "0")
         args.append(effects.variables_forms)
+        if not isinstance(result, bytes):
+            raise ValidationError("a result is msgpack bytes")
+        args.append(result)
+        started_ms = check_ms(started_ms, "started_ms")
+        args.append("" if started_ms is None else started_ms)
         reply: list[Any] = self._run("commit", args)  # type: ignore[assignment]
         status, locked = reply
         if status == Status.PI_NOT_FOUND:
@@ -604,19 +675,34 @@ class Store:
         revision, _, raw = self.read_process_instance(process_instance_id)
         return revision, raw
 
-    def complete_many(self, jobs: Sequence[Job]) -> list[Status]:
-        """Commits several jobs of one owner in one call; a status per job."""
+    def complete_many(
+        self,
+        jobs: Sequence[Job],
+        results: Sequence[bytes] | None = None,
+        started_ms: Sequence[int | None] | None = None,
+    ) -> list[Status]:
+        """Commits several jobs of one owner in one call; a status per job.
+        ``results`` are the handlers' return values as msgpack (``b""``: none) and
+        ``started_ms`` when each execution started, both kept for a type whose stored
+        definition keeps results."""
         if not jobs:
             return []
         owner = _owner_of(jobs)
-        args: list[str | int] = [
+        values = [b""] * len(jobs) if results is None else list(results)
+        starts = [None] * len(jobs) if started_ms is None else list(started_ms)
+        if len(values) != len(jobs) or len(starts) != len(jobs):
+            raise ValidationError("one result and one start time per job")
+        args: list[bytes | str | int] = [
             self.keys.wake_channel,
             owner,
             self.history_max_len,
             self.history_ttl_ms,
         ]
-        for job in jobs:
-            args += (job.id, job.revision)
+        for job, value, started in zip(jobs, values, starts, strict=True):
+            if not isinstance(value, bytes):
+                raise ValidationError("results are msgpack bytes")
+            at = check_ms(started, "started_ms")
+            args += (job.id, job.revision, value, "" if at is None else at)
         return [Status(s) for s in self._run("complete", args)]  # type: ignore[attr-defined]
 
     def fail(
@@ -626,17 +712,26 @@ class Store:
         *,
         retry_cycle: RetryCycle | None = None,
         details: str | None = None,
+        give_up: bool = False,
+        started_ms: int | None = None,
     ) -> JobState:
         """Records a failed execution and unlocks the job. Retries drop by one (not for
         an OptimisticLockingError) and the job is due again after the wait of its
         type's stored retry cycle (``retry_cycle`` only applies to a type that was never
-        deployed); at 0 retries it is an incident. Returns the state it is in now."""
+        deployed); at 0 retries it is an incident. ``give_up`` (a ``rexec.Fail``), or a
+        stored retry policy that does not retry this exception, makes it an incident at
+        once. Returns the state it is in now."""
         conflict = isinstance(error, OptimisticLockingError)
         consumed = 0 if conflict else 1
         cycle = retry_cycle or DEFAULT_RETRY_CYCLE
         delay = 0 if conflict else cycle.delay_ms(max(0, job.retries - 1))
         owner = _owner_of([job])
+        started_ms = check_ms(started_ms, "started_ms")
         text = error_text(error, details)
+        entry, paths = b"", ""
+        if not conflict:
+            entry = error_entry(error, details)
+            paths = "" if isinstance(error, str) else class_paths(type(error))
         reply: list[Any] = self._run(  # type: ignore[assignment]
             "fail",
             [
@@ -649,6 +744,10 @@ class Store:
                 delay,
                 self.history_max_len,
                 self.history_ttl_ms,
+                entry,
+                "1" if give_up else "0",
+                paths,
+                "" if started_ms is None else started_ms,
             ],
         )
         status, state = reply
@@ -842,6 +941,33 @@ class Store:
                 return
 
 
+def _collect_ids(firsts: list[object], chunks: list[Sequence[NewJob]], total: int) -> list[str]:
+    """The ids of an enqueue from each chunk's reply (or the error it was refused with)."""
+    ids: list[str] = []
+    missing: list[int] = []
+    errors: list[RexecError] = []
+    offset = 0
+    for first, part in zip(firsts, chunks, strict=True):
+        if isinstance(first, RexecError):
+            errors.append(first)
+            missing.extend(range(offset, offset + len(part)))
+        elif isinstance(first, list):  # with unique keys: each job's id
+            ids.extend(_text(job_id) for job_id in first)
+        else:
+            ids.extend(str(int(first) + i) for i in range(len(part)))  # type: ignore[call-overload]
+        offset += len(part)
+    if errors and not ids:
+        raise errors[0]
+    if errors:
+        raise PartialEnqueueError(
+            f"{len(ids)} of {total} jobs were enqueued, {len(missing)} were not: {errors[0]}",
+            ids=ids,
+            missing=missing,
+            cause=errors[0],
+        ) from errors[0]
+    return ids
+
+
 def error_text(error: BaseException | str, details: str | None = None) -> bytes:
     """The text stored for a failure, as UTF-8: characters that cannot be encoded (a
     lone surrogate) are replaced, and an exception whose ``str()`` raises is named by
@@ -857,6 +983,40 @@ def error_text(error: BaseException | str, details: str | None = None) -> bytes:
     if details:
         text = f"{text}\n\n{details}"
     return text.encode("utf-8", "replace")
+
+
+def class_path(cls: type) -> str:
+    """``module.QualName`` of a class (``builtins.ValueError``)."""
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def class_paths(cls: type) -> str:
+    """The class paths of ``cls`` and its bases, its own first, comma-separated: what a
+    stored retry policy is matched against."""
+    return ",".join(class_path(c) for c in cls.__mro__ if c is not object)
+
+
+MAX_ERROR_PART = 16_384
+
+
+def error_entry(error: BaseException | str, details: str | None = None) -> bytes:
+    """An error as kept with a job's results: ``<len>,<len>,<len>:`` (byte lengths)
+    then its class path, message and traceback, each at most MAX_ERROR_PART bytes
+    (the traceback keeps its end). Never raises."""
+    if isinstance(error, str):
+        path, message = "", error
+    else:
+        path = class_path(type(error))
+        try:
+            message = str(error)
+        except Exception:  # any __str__ may raise; the failure is kept anyway
+            message = "<the exception's message could not be read>"
+    trace = "" if details is None else safe_str(details)
+    parts = [part.encode("utf-8", "replace") for part in (path, safe_str(message), trace)]
+    parts[0], parts[1] = parts[0][:MAX_ERROR_PART], parts[1][:MAX_ERROR_PART]
+    parts[2] = parts[2][-MAX_ERROR_PART:]
+    head = ",".join(str(len(part)) for part in parts) + ":"
+    return head.encode() + b"".join(parts)
 
 
 def check_owner(owner: object) -> str:

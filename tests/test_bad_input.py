@@ -16,6 +16,7 @@ import math
 import pickle
 import uuid
 from collections.abc import Callable
+from datetime import UTC, timedelta
 from typing import Any
 
 import fakeredis
@@ -25,7 +26,7 @@ import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rexec import App, JobState, PayloadError, RexecError, ScriptError
+from rexec import App, JobState, JobStatus, JobType, PayloadError, RexecError, ScriptError
 from rexec.check import Kind, Violation, check
 from rexec.codec import priority_key
 from rexec.context import JobContext
@@ -246,6 +247,7 @@ def _spec(data: st.DataObject, target: Target, *, keywords: bool = False) -> dic
                     "process_instance_id",
                     "exclusive",
                     "retries",
+                    "key",
                     *(() if keywords else ("bogus",)),
                 ]
             ),
@@ -304,7 +306,13 @@ def _held_call(method: str) -> Callable[[st.DataObject, Target], None]:
             other = _job_like(data, target)
             store.complete_many([job] if other.id == job.id else [job, other])
         elif method == "fail":
-            store.fail(job, data.draw(maybe(scalars, st.just("boom"))), details=data.draw(scalars))
+            store.fail(
+                job,
+                data.draw(maybe(scalars, st.just("boom"))),
+                details=data.draw(scalars),
+                give_up=data.draw(st.booleans()),
+                started_ms=data.draw(maybe(scalars, st.none())),
+            )
         elif method == "unlock":
             store.unlock(job)
         elif method == "unlock_many":
@@ -315,6 +323,13 @@ def _held_call(method: str) -> Callable[[st.DataObject, Target], None]:
             store.extend_locks([job], data.draw(maybe(scalars, st.just(600_000))))
 
     return call
+
+
+def _handle_call(data: st.DataObject, target: Target) -> None:
+    handle = target.app.handle(_one_id(data, target))
+    handle.info()
+    if handle.status() in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.DELETED):
+        handle.result(timeout=data.draw(maybe(scalars, st.just(0))))
 
 
 PUBLIC_CALLS: dict[str, Callable[[st.DataObject, Target], Any]] = {
@@ -409,6 +424,15 @@ PUBLIC_CALLS: dict[str, Callable[[st.DataObject, Target], Any]] = {
         ]
     ),
     "JobContext": _context_call,
+    "JobType.enqueue": lambda d, t: JobType(t.app, FUZZ_TYPE, lambda ctx, p: None).enqueue(
+        d.draw(payloads),
+        priority=d.draw(maybe(scalars, st.none())),
+        delay=d.draw(maybe(scalars, st.just(timedelta(seconds=1)))),
+        at=d.draw(maybe(scalars, st.datetimes(timezones=st.one_of(st.none(), st.just(UTC))))),
+        process_instance_id=d.draw(maybe(scalars, st.just(t.pi))),
+        key=d.draw(maybe(scalars, st.just("k"))),
+    ),
+    "JobHandle": _handle_call,
 }
 
 

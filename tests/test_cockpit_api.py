@@ -646,3 +646,23 @@ def test_a_finished_job_says_what_became_of_it(rapp: App, namespace: str) -> Non
     with TestClient(create_app(rapp)) as client:
         refused(client.get(f"/api/jobs/{job_id}"), 404, "no longer queued: completed")
         refused(client.get("/api/jobs/999999"), 404, "no job")
+
+
+def test_a_finished_job_with_a_kept_result_says_how_it_ended(rapp: App) -> None:
+    from rexec.codec import pack
+
+    @rapp.job("kept", keep_result=60, exclusive=False)
+    def kept(ctx: Any, payload: Any) -> str:
+        return "sent"
+
+    rapp.deploy()
+    handle = kept.enqueue()
+    (job,) = rapp.store.acquire_jobs("w", 1, lock_ms=5000, types=["kept"]).jobs
+    rapp.store.complete_many([job], [pack("sent")])
+    with TestClient(create_app(rapp)) as client:
+        refused(
+            client.get(f"/api/jobs/{handle.id}"),
+            404,
+            "no longer queued: completed after 1 attempt(s)",
+            "returned 'sent'",
+        )

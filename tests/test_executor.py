@@ -101,7 +101,7 @@ MISBEHAVIOURS = {
     "exit": "SystemExit: 3",
     "base": "Boom: a BaseException",
     "keyboard": "KeyboardInterrupt",
-    "garbage": "returned a dict; handlers return None",
+    "garbage": "returned a dict that msgpack cannot encode",
     "coroutine": "returned a coroutine",
 }
 ASYNC_MISBEHAVIOURS = {

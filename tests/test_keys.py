@@ -52,6 +52,11 @@ SHOP_KEYS = {
     "suspended_pis": "rexec:{shop}:suspended_pis",
     "future": "rexec:{shop}:future",
     "instance_jobs": "rexec:{shop}:instance_jobs",
+    "results": "rexec:{shop}:results",
+    "result_expiry": "rexec:{shop}:result_expiry",
+    "unique_keys": "rexec:{shop}:unique_keys",
+    "job_keys": "rexec:{shop}:job_keys",
+    "settings": "rexec:{shop}:settings",
 }
 
 SHOP_SCRIPT_KEYS = [
@@ -85,6 +90,11 @@ SHOP_SCRIPT_KEYS = [
     "rexec:{shop}:suspended_pis",
     "rexec:{shop}:future",
     "rexec:{shop}:instance_jobs",
+    "rexec:{shop}:results",
+    "rexec:{shop}:result_expiry",
+    "rexec:{shop}:unique_keys",
+    "rexec:{shop}:job_keys",
+    "rexec:{shop}:settings",
 ]
 
 valid_namespaces = st.text(

@@ -508,8 +508,9 @@ def test_every_script_takes_argument_lists_far_beyond_luas_limits(
     locked = run("optimistic_lock", ["w", 600_000, *found])
     assert locked[1] == 0 and len(locked) == 2 + BIG
     revisions = {job.id: job.revision for job in store.get_jobs(ids)}
-    pairs = [x for i in ids for x in (i, revisions[i])]
-    assert run("complete", [wake, "w", 0, 0, *pairs]) == [0] * BIG
+    # complete takes 4 fields per job: id, revision, result, start time
+    quads = [x for i in ids for x in (i, revisions[i], "", "")]
+    assert run("complete", [wake, "w", 0, 0, *quads]) == [0] * BIG
     # the instance's 12,000 exclusive jobs: one batch per call, at most the cap
     batch = store.acquire_jobs("w", BIG, lock_ms=600_000).batches
     assert [len(b) for b in batch] == [100]
@@ -540,6 +541,13 @@ def test_every_script_takes_argument_lists_far_beyond_luas_limits(
         definitions += [f"d{i}", "3|0|1|30000|0|", "f", "host", "app:app"]
     assert run("deploy", definitions) == [0] * BIG
     run("check_instances", ["1", *[x for i in ids for x in ("j", i)]])
+    # the unique-key index over 12,000 keys, and 12,000 keyed jobs in one call
+    keyed = [NewJob("keyed", exclusive=False, unique_key=f"k{i}") for i in range(BIG)]
+    keyed_ids = store.enqueue(keyed, chunk=BIG)
+    assert len(set(keyed_ids)) == BIG
+    assert run("check_keys", ["1", *[x for i in range(BIG) for x in ("u", f"k{i}")]]) == []
+    run("delete_job", [wake, *keyed_ids])
+    assert client.hlen(keys.unique_keys) == 0 and client.hlen(keys.job_keys) == 0
     # variables from outside, 1 MB of them
     revision = int(client.hget(keys.pis, pi).split(b"|")[0])
     assert (

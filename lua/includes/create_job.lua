@@ -5,6 +5,7 @@
 -- @include due_from_spec
 -- @include count_new_jobs
 -- @include index_instance_job
+-- @include start_trail
 -- Creates one job from its creation fields {type, pk, due, retries, exclusive, pi,
 -- payload} (as enqueue takes them), resolved against the store (resolve_new; callers
 -- check a missing Python rule first, so it falls through here). Returns its id and the
@@ -18,5 +19,6 @@ local function create_job(f, now)
   redis.call('HSET', K.jobs, id, encode_job(j))
   if f[7] ~= '' then redis.call('HSET', K.payloads, id, f[7]) end
   index_instance_job(id, j)
+  start_trail(id, j, now)
   return id, j
 end

@@ -32,4 +32,10 @@ local K = {
   suspended_pis = KEYS[28],  -- set   suspended process instances
   future = KEYS[29],         -- zset  lex, the scheduled jobs as in ready (see next_candidates)
   instance_jobs = KEYS[30],  -- zset  lex, member "pi|id": the jobs of each process instance
+  results = KEYS[31],        -- hash  "<id>" -> result meta, "<id>|v" value, "<id>|e" errors,
+                             --       "<id>|w" worker ids (types with keep_result; rexec/handles.py)
+  result_expiry = KEYS[32],  -- zset  score expiry ms, member id: the finished jobs in results
+  unique_keys = KEYS[33],    -- hash  unique key -> id of the job holding it
+  job_keys = KEYS[34],       -- hash  id -> the unique key the job holds
+  settings = KEYS[35],       -- hash  namespace settings ("result_cap")
 }

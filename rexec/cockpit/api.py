@@ -58,6 +58,7 @@ from rexec.errors import (
     RexecError,
     ValidationError,
 )
+from rexec.handles import JobStatus
 from rexec.job import JobState
 from rexec.prometheus import render_metrics
 
@@ -225,6 +226,17 @@ def api_routes(cockpit: Cockpit) -> list[BaseRoute]:
     def detail_of(job_id: str) -> dict[str, Any]:
         job = management.get_job(job_id)
         if job is None:
+            info = app.handle(job_id).info()
+            if info.status in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.DELETED):
+                last = info.errors[-1] if info.errors else None
+                said = f", returned {info.return_value!r}"[:300] if info.return_value else ""
+                if last is not None and info.status is not JobStatus.COMPLETED:
+                    said = f": {last.exception}: {last.message}"[:300]
+                raise JobNotFoundError(
+                    f"job {job_id} ({info.type}) is no longer queued: {info.status.value}"
+                    f" after {info.attempts} attempt(s) (server time {info.finished_at_ms}"
+                    f" ms){said}"
+                )
             past = management.job_history(job_id, max_entries=HISTORY_LOOKUP)
             if past:
                 raise JobNotFoundError(

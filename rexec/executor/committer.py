@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 from rexec import metrics as m
-from rexec.errors import JobTimeoutError, OptimisticLockingError, is_transient, safe_str
+from rexec.errors import Fail, JobTimeoutError, OptimisticLockingError, is_transient, safe_str
 from rexec.executor.execution import COMPLETED, FAILED, Execution
 from rexec.executor.runtime import Backoff, Runtime
 from rexec.job import Job, JobState
@@ -135,8 +135,12 @@ class Committer:
         """Completes jobs; returns those whose completion was refused for another
         reason than a lost lock, now failures."""
         jobs = [ex.job for ex in executions]
+        results = [ex.result_raw for ex in executions]
+        started = [ex.started_ms for ex in executions]
         try:
-            statuses = self._retrying("complete", lambda: self.rt.store.complete_many(jobs))
+            statuses = self._retrying(
+                "complete", lambda: self.rt.store.complete_many(jobs, results, started)
+            )
         except Exception as exc:
             if len(executions) > 1:  # find the job it is about
                 return [bad for ex in executions for bad in self._complete([ex])]
@@ -170,18 +174,18 @@ class Committer:
         if not conflict:
             self.rt.metrics.add(m.FAILED)
         definition = ex.definition
-        if conflict:
-            reason: BaseException | str = error  # type: ignore[assignment]
-        else:
-            text = f"{type(error).__name__}: {safe_str(error)}"
-            if ex.details:
-                text = f"{text}\n\n{safe_str(ex.details)}"
-            reason = text
+        reason: BaseException | str = error if error is not None else "NoneType: None"
+        details = None if conflict or not ex.details else safe_str(ex.details)
         try:
             state = self._retrying(
                 "fail",
                 lambda: self.rt.store.fail(
-                    job, reason, retry_cycle=definition.retry_cycle if definition else None
+                    job,
+                    reason,
+                    retry_cycle=definition.retry_cycle if definition else None,
+                    details=details,
+                    give_up=isinstance(error, Fail),
+                    started_ms=ex.started_ms,
                 ),
             )
         except OptimisticLockingError:

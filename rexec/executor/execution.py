@@ -55,7 +55,9 @@ class Execution:
         "error",
         "job",
         "outcome",
+        "result_raw",
         "started",
+        "started_ms",
         "token",
         "waits_for_handler",
     )
@@ -68,6 +70,8 @@ class Execution:
         self.token = token
         self.chain = chain
         self.started = time.monotonic()
+        self.started_ms: int | None = None  # Redis time, as the process knows it
+        self.result_raw = b""  # the handler's return value as msgpack (b"": None)
         timeout = definition.timeout_ms if definition is not None else None
         self.deadline = self.started + timeout / 1000 if timeout else None
         self.ctx: JobContext | None = None

@@ -14,12 +14,14 @@ from typing import Any
 
 from rexec import metrics as m
 from rexec.app import App
+from rexec.codec import pack
 from rexec.context import JobContext
 from rexec.definitions import worker_types
 from rexec.errors import (
     HandlerError,
     HandlerNotFoundError,
     OptimisticLockingError,
+    PayloadError,
     is_transient,
     safe_str,
 )
@@ -200,7 +202,8 @@ class Runtime:
             )
             self.executions.decide(execution, FAILED, error)
             return execution
-        self.metrics.pickup_latency(max(0, self.now_ms() - job.due_ms))
+        execution.started_ms = self.now_ms()
+        self.metrics.pickup_latency(max(0, execution.started_ms - job.due_ms))
         execution.ctx = JobContext(job, self.app, self.id, self.lockable_types)
         return execution
 
@@ -220,13 +223,26 @@ class Runtime:
             details = "".join(traceback.format_exception(error))
             return self.executions.decide(execution, FAILED, error, details)
         if result is not None:
-            if hasattr(result, "close") and hasattr(result, "__await__"):
-                result.close()  # a coroutine never awaited: do not warn about it later
-            error = HandlerError(
-                f"the handler of {execution.job.type!r} returned {describe(result)};"
-                " handlers return None"
-            )
-            return self.executions.decide(execution, FAILED, error)
+            if hasattr(result, "__await__"):
+                if hasattr(result, "close"):
+                    result.close()  # a coroutine never awaited: do not warn about it later
+                error = HandlerError(
+                    f"the handler of {execution.job.type!r} returned {describe(result)};"
+                    " a plain function returns a value, an async one is declared async def"
+                )
+                return self.executions.decide(execution, FAILED, error)
+            try:
+                raw = pack(result, "result")
+            except PayloadError as exc:
+                error = HandlerError(
+                    f"the handler of {execution.job.type!r} returned {describe(result)}"
+                    f" that msgpack cannot encode ({exc}); return None or plain data"
+                )
+                return self.executions.decide(execution, FAILED, error)
+            if self.executions.decide(execution, COMPLETED):
+                execution.result_raw = raw
+                return True
+            return False
         return self.executions.decide(execution, COMPLETED)
 
     def commit_effects(self, execution: Execution) -> list[Job] | None:
@@ -250,7 +266,11 @@ class Runtime:
         while True:
             try:
                 follow_ups = self.store.commit(
-                    execution.job, effects, lock_ms=self.settings.lock_ms
+                    execution.job,
+                    effects,
+                    lock_ms=self.settings.lock_ms,
+                    result=execution.result_raw,
+                    started_ms=execution.started_ms,
                 )
                 break
             except Exception as exc:

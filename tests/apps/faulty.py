@@ -77,7 +77,7 @@ MISBEHAVIOURS: dict[str, Callable[[], Any]] = {
     "exit": lambda: sys.exit(3),
     "base": lambda: (_ for _ in ()).throw(Boom("a BaseException")),
     "keyboard": lambda: (_ for _ in ()).throw(KeyboardInterrupt()),
-    "garbage": lambda: {"not": "None"},
+    "garbage": lambda: {"not": {"a set", "msgpack cannot encode"}},
     "coroutine": _garbage_coroutine,
 }
 
