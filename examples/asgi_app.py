@@ -17,6 +17,8 @@ worker's part with ``app.run_until_empty()``, as a test suite would).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.applications import Starlette
@@ -29,7 +31,7 @@ from rexec import App, JobStatus, RexecError
 app = App(namespace="reports")  # REXEC_REDIS_URL, else the embedded Redis
 
 
-@app.job("render-report", keep_result=True, exclusive=False)
+@app.job("render-report", keep_result=3600, exclusive=False)  # results kept an hour
 async def render_report(ctx: Any, payload: dict[str, int]) -> dict[str, int]:
     await asyncio.sleep(0.01)  # the slow part: queries, rendering, uploads
     rows = payload["rows"]
@@ -60,11 +62,18 @@ async def report_status(request: Request) -> JSONResponse:
     return JSONResponse(body)
 
 
+@contextlib.asynccontextmanager
+async def lifespan(_: Starlette) -> AsyncIterator[None]:
+    yield
+    await app.aclose()  # the async client lives on the server's event loop
+
+
 web = Starlette(
     routes=[
         Route("/reports", create_report, methods=["POST"]),
         Route("/reports/{job_id}", report_status),
-    ]
+    ],
+    lifespan=lifespan,
 )
 
 

@@ -425,6 +425,7 @@ class App:
         eager mode, but nothing is bypassed); returns how many executions it ran (a job
         retried counts once per attempt).
 
+        Like a worker node, it first deploys the app's job definitions (``deploy()``).
         Follow-ups, fork branches and joins the jobs create are run when due; a failure
         is recorded as a worker records it (retries, retry cycle, incident). Types this
         app has no handler for are left for other workers. Without ``timeout`` it never

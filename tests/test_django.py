@@ -215,17 +215,20 @@ def test_retries_leave_a_result_ready_with_its_errors(redis_url: str, namespace:
 
 
 def test_async_enqueue_and_results(rexec_backend: RexecBackend) -> None:
-    async def scenario() -> tuple[Any, Any]:
+    async def scenario() -> tuple[Any, Any, Any]:
         result = await tasks.fetch.aenqueue("https://example.com")
         before = await tasks.fetch.aget_result(result.id)
-        return result, before
+        ran = await asyncio.to_thread(rexec_backend.worker_app().run_until_empty)
+        after = await tasks.fetch.aget_result(result.id)
+        await rexec_backend.app.aclose()
+        return before, ran, after
 
-    result, before = asyncio.run(scenario())
-    assert before.status == TaskResultStatus.READY
-    rexec_backend.worker_app().run_until_empty()
-    after = asyncio.run(tasks.fetch.aget_result(result.id))
+    before, ran, after = asyncio.run(scenario())
+    assert before.status == TaskResultStatus.READY and before.args == ["https://example.com"]
+    assert ran == 1
     assert after.status == TaskResultStatus.SUCCESSFUL
     assert after.return_value == "fetched https://example.com"
+    assert after.args == ["https://example.com"]
 
 
 def test_the_worker_app_has_one_type_per_task(rexec_backend: RexecBackend) -> None:

@@ -277,3 +277,29 @@ def test_a_long_handler_keeps_its_lock(app: App) -> None:
     assert InlineRunner(app, None, lock_ms=1000).run() == 1
     assert stolen == [0]
     assert app.management.counts()["total"] == 0
+
+
+def test_results_are_kept_as_a_worker_keeps_them(app: App) -> None:
+    from rexec import Fail, JobFailedError, JobStatus
+
+    @app.job("double", keep_result=60)
+    def double(ctx: JobContext, payload: Any) -> int:
+        return int(payload) * 2
+
+    @app.job("triple", keep_result=60)
+    async def triple(ctx: JobContext, payload: Any) -> int:
+        return int(payload) * 3
+
+    @app.job("refuse", keep_result=60)
+    def refuse(ctx: JobContext, payload: Any) -> None:
+        raise Fail("bad order")
+
+    doubled, tripled, refused = double.enqueue(21), triple.enqueue(5), refuse.enqueue()
+    assert app.run_until_empty() == 3  # the Fail is not retried
+    assert doubled.result() == 42 and tripled.result() == 15
+    assert refused.status() is JobStatus.INCIDENT
+    with pytest.raises(JobFailedError, match="bad order"):
+        refused.result()
+    info = doubled.info()
+    assert info.attempts == 1 and len(info.worker_ids) == 1
+    assert info.worker_ids[0].startswith("inline-")

@@ -113,6 +113,9 @@ class InlineRunner:
     # -- the loop ---------------------------------------------------------------------------
 
     def run(self) -> int:
+        # As a worker node does at start: the stored definitions (retry cycle, results
+        # kept, ...) are the ones the scripts apply.
+        self.rt.app.deploy()
         with Renewal(self.rt):
             return self._run()
 

@@ -26,6 +26,7 @@ How a Django task maps to rexec:
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import inspect
 import traceback
@@ -36,7 +37,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from django.utils import timezone
 
-from rexec.app import App
+from rexec.app import App, keep_result_ms
 from rexec.codec import check_type
 from rexec.context import JobContext
 from rexec.contrib.django.compat import (
@@ -63,6 +64,8 @@ if TYPE_CHECKING:
 
 TYPE_PREFIX = "django:"
 DEFAULT_RETRY_CYCLE = "R1/PT0S"
+DEFAULT_KEEP_RESULT = 7 * 86_400  # seconds
+WORKER_APP = "rexec.contrib.django.worker:app"
 OPTION_NAMES = frozenset(
     {"REDIS_URL", "NAMESPACE", "RETRY_CYCLE", "KEEP_RESULT", "TIMEOUT_MS", "MODULES"}
 )
@@ -74,7 +77,7 @@ SUCCESSFUL = cast(TaskResultStatus, TaskResultStatus.SUCCESSFUL)
 FAILED = cast(TaskResultStatus, TaskResultStatus.FAILED)
 
 # rexec's JobStatus values (a StrEnum) to Django's: a job waiting for a retry is ready
-# again; deleted and unknown jobs have no result.
+# again; one deleted by an operator will never run (failed); unknown ones have no result.
 _STATUS = {
     "queued": READY,
     "scheduled": READY,
@@ -82,6 +85,7 @@ _STATUS = {
     "completed": SUCCESSFUL,
     "failed": FAILED,
     "incident": FAILED,
+    "deleted": FAILED,
 }
 
 
@@ -124,13 +128,15 @@ class RexecBackend(BaseTaskBackend):
             )
         self.retry_cycle = options.get("RETRY_CYCLE") or DEFAULT_RETRY_CYCLE
         RetryCycle.parse(self.retry_cycle)  # a bad cycle is refused at start
-        self.keep_result = options.get("KEEP_RESULT", True)
+        self.keep_result = options.get("KEEP_RESULT", DEFAULT_KEEP_RESULT)
+        keep_result_ms(self.keep_result)  # a bad value is refused at start
         self.timeout_ms: int | None = options.get("TIMEOUT_MS")
         modules = options.get("MODULES", ())
         if isinstance(modules, str) or not all(isinstance(m, str) for m in modules):
             raise ValidationError(f"TASKS[{alias!r}]['OPTIONS']['MODULES'] is a list of modules")
         self.modules: tuple[str, ...] = tuple(modules)
         self.app = App(options.get("REDIS_URL"), namespace=options.get("NAMESPACE"))
+        self.app.app_path = WORKER_APP  # its deploys are the workers' own definitions
 
     # -- validation -------------------------------------------------------------------------
 
@@ -158,10 +164,23 @@ class RexecBackend(BaseTaskBackend):
 
     # -- producers --------------------------------------------------------------------------
 
+    def _define(self, app: App, task: Task[Any, Any]) -> None:
+        app.job(
+            job_type(task),
+            retry_cycle=self.retry_cycle,
+            timeout_ms=self.timeout_ms,
+            keep_result=self.keep_result,
+        )(self._handler(task))
+
     def _prepare(
         self, task: Task[Any, Any], args: Iterable[Any], kwargs: Mapping[str, Any]
     ) -> tuple[TaskResult[Any], dict[str, Any]]:
         self.validate_task(task)
+        if job_type(task) not in self.app.definitions:
+            # The settings define the type (one attempt, results kept): deployed by the
+            # first producer as by the workers, so its first jobs already follow them.
+            self._define(self.app, task)
+            self.app.deploy()
         result: TaskResult[Any] = TaskResult(
             task=task,
             id="",
@@ -203,35 +222,51 @@ class RexecBackend(BaseTaskBackend):
         self, task: Task[Any, Any], args: Iterable[Any], kwargs: Mapping[str, Any]
     ) -> TaskResult[Any]:
         result, spec = self._prepare(task, args, kwargs)
-        (handle,) = await self.app.aenqueue_many([spec])
-        return self._enqueued(result, handle.id)
+        (job_id,) = await self.app.aenqueue_many([spec])
+        return self._enqueued(result, job_id)
 
     # -- results ----------------------------------------------------------------------------
 
     def get_result(self, result_id: str) -> TaskResult[Any]:
-        return self._task_result(result_id, self._info(result_id, self.app.handle))
+        try:
+            info = self.app.handle(result_id).info()
+        except RexecError as exc:
+            raise TaskResultDoesNotExist(result_id) from exc
+        return self._task_result(result_id, info, self._payload(result_id, info))
 
     async def aget_result(self, result_id: str) -> TaskResult[Any]:
         try:
-            handle = self.app.handle(result_id)
-            info = await handle.ainfo()
+            info = await self.app.handle(result_id).ainfo()
         except RexecError as exc:
             raise TaskResultDoesNotExist(result_id) from exc
-        return self._task_result(result_id, info)
+        payload = None
+        if info.status != "completed":
+            payload = await asyncio.to_thread(self._payload, result_id, info)
+        return self._task_result(result_id, info, payload)
 
-    @staticmethod
-    def _info(result_id: str, handle: Callable[[str], Any]) -> JobInfo:
+    def _payload(self, result_id: str, info: JobInfo) -> Any:
+        """The job's payload while it exists (a completed job's arguments come back
+        with its result instead)."""
+        if info.status == "completed":
+            return None
+        job = self.app.store.get_job(result_id)
         try:
-            info: JobInfo = handle(result_id).info()
-        except RexecError as exc:
-            raise TaskResultDoesNotExist(result_id) from exc
-        return info
+            return None if job is None else job.payload
+        except RexecError:
+            return None
 
-    def _task_result(self, result_id: str, info: JobInfo) -> TaskResult[Any]:
+    def _task_result(self, result_id: str, info: JobInfo, payload: Any) -> TaskResult[Any]:
         if info.status not in _STATUS or not info.type.startswith(TYPE_PREFIX):
             raise TaskResultDoesNotExist(result_id)
         task = self._task_of(info.type)
-        arguments = getattr(info, "payload", None) or {}
+        value = None
+        if info.status == "completed":
+            envelope = info.return_value if isinstance(info.return_value, Mapping) else {}
+            payload, value = envelope, envelope.get("value")
+        arguments = payload if isinstance(payload, Mapping) else {}
+        queue = arguments.get("queue")
+        if isinstance(queue, str) and queue != task.queue_name:
+            task = task.using(queue_name=queue)
         result: TaskResult[Any] = TaskResult(
             task=task,
             id=info.id,
@@ -240,8 +275,8 @@ class RexecBackend(BaseTaskBackend):
             started_at=_datetime(info.started_at_ms),
             last_attempted_at=_datetime(info.last_attempt_at_ms),
             finished_at=_datetime(info.finished_at_ms),
-            args=list(arguments.get("args", [])),
-            kwargs=dict(arguments.get("kwargs", {})),
+            args=list(arguments.get("args") or []),
+            kwargs=dict(arguments.get("kwargs") or {}),
             backend=self.alias,
             errors=[
                 TaskError(exception_class_path=e.exception, traceback=e.traceback)
@@ -249,8 +284,7 @@ class RexecBackend(BaseTaskBackend):
             ],
             worker_ids=list(info.worker_ids),
         )
-        if info.status == "completed":
-            object.__setattr__(result, "_return_value", info.return_value)
+        object.__setattr__(result, "_return_value", value)
         return result
 
     def _task_of(self, rexec_type: str) -> Task[Any, Any]:
@@ -279,13 +313,9 @@ class RexecBackend(BaseTaskBackend):
                 if isinstance(value, Task) and value.backend == self.alias:
                     found.setdefault(job_type(value), value)
         app = App(self.app.redis_url, namespace=self.app.namespace)
-        for name, task in sorted(found.items()):
-            app.job(
-                name,
-                retry_cycle=self.retry_cycle,
-                timeout_ms=self.timeout_ms,
-                keep_result=self.keep_result,
-            )(self._handler(task))
+        app.app_path = WORKER_APP
+        for _, task in sorted(found.items()):
+            self._define(app, task)
         return app
 
     def _handler(self, task: Task[Any, Any]) -> Callable[..., Any]:
@@ -300,7 +330,7 @@ class RexecBackend(BaseTaskBackend):
                 except BaseException as exc:
                     backend._finished(result, exc)
                     raise
-                return backend._finished(result, None, value)
+                return backend._finished(result, None, value, payload)
 
             return run_async
 
@@ -311,7 +341,7 @@ class RexecBackend(BaseTaskBackend):
             except BaseException as exc:
                 backend._finished(result, exc)
                 raise
-            return backend._finished(result, None, value)
+            return backend._finished(result, None, value, payload)
 
         return run
 
@@ -353,8 +383,15 @@ class RexecBackend(BaseTaskBackend):
         return result, args, kwargs
 
     def _finished(
-        self, result: TaskResult[Any], error: BaseException | None, value: Any = None
+        self,
+        result: TaskResult[Any],
+        error: BaseException | None,
+        value: Any = None,
+        payload: Any = None,
     ) -> Any:
+        """Tells Django's signals how the task ended; returns what the job keeps as
+        its result: the return value with the arguments (``{"value", "args", "kwargs",
+        "queue"}``), since a finished job's payload is gone."""
         now = timezone.now()
         object.__setattr__(result, "finished_at", now)
         if error is None:
@@ -369,7 +406,7 @@ class RexecBackend(BaseTaskBackend):
                 )
             )
         task_finished.send(type(self), task_result=result)
-        return value
+        return {**payload, "value": value} if isinstance(payload, Mapping) else None
 
 
 def _tasks_modules() -> list[ModuleType]:
