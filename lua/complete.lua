@@ -21,6 +21,7 @@ Reply: one status per job: 0 committed, 1 no such job, 2 lock lost
 -- @include definition_of
 -- @include note_attempt
 -- @include finish_trail
+-- @include drop_trail
 -- @include trim_results
 -- @include read_chunked
 -- @include count_gone_jobs
@@ -57,6 +58,8 @@ for k, id in ipairs(ids) do
       now = now or now_ms()
       note_attempt(id, j, now, owner, ARGV[4 + 4 * k], '')
       kept = finish_trail(id, j, now, 'completed', ARGV[3 + 4 * k]) or kept
+    else
+      drop_trail(id)
     end
     if is_pi_exclusive(j) then
       if not released[j.pi] then released[#released + 1] = j.pi end

@@ -67,6 +67,7 @@ CHECK_SCRIPTS = (
     "check_joins",
     "check_instances",
     "check_keys",
+    "check_results",
 )
 INDEXES = ("ready", "scheduled", "suspended", "pijobs", "parked", "locked", "incidents")
 JOB_FIELDS = 15  # fields per job in check_read's reply
@@ -159,6 +160,7 @@ class Kind(StrEnum):
     INSTANCE_UNINDEXED = "instance-unindexed"
     INSTANCE_STALE = "instance-stale"
     UNIQUE_KEY = "unique-key"
+    RESULT = "result"
 
 
 # Kinds check_repair.lua fixes, job by job.
@@ -318,6 +320,7 @@ class _Checker:
         self.check_counters()
         self.check_instance_index()
         self.check_unique_keys()
+        self.check_results()
         return list(self.found.values())
 
     def check_key_types(self) -> bool:
@@ -797,6 +800,30 @@ class _Checker:
                 )
             )
 
+    def check_results(self) -> None:
+        """Invariant 19: a kept result of a job that left has a final status and an
+        expiry; one without a final status belongs to a job that exists."""
+        for chunk in self.hscan("results"):
+            ids = [field for field in chunk if b"|" not in field]
+            if not ids:
+                continue
+            found = self.call("check_results", ["0", *ids])
+            for kind, raw in zip(found[::2], found[1::2], strict=True):
+                orphan = _text(kind) == "orphan"
+                self.add(
+                    Violation(
+                        Kind.RESULT,
+                        _text(raw),
+                        "results",
+                        "the result of a job that is gone without a final status: nothing"
+                        " would remove it"
+                        if orphan
+                        else "a final result without an expiry: it would never expire",
+                        True,
+                        raw_id=raw,
+                    )
+                )
+
     # -- repairs ------------------------------------------------------------------------------
 
     def apply(self, violations: Sequence[Violation]) -> None:
@@ -843,6 +870,9 @@ class _Checker:
                 keys += (b"j", v.raw_id)
         for start in range(0, len(keys), self.chunk * 2):
             self.call("check_keys", ["1", *keys[start : start + self.chunk * 2]])
+        kept = [v.raw_id for v in todo if v.kind == Kind.RESULT and v.raw_id is not None]
+        for start in range(0, len(kept), self.chunk):
+            self.call("check_results", ["1", *kept[start : start + self.chunk]])
         joins = [v.raw_item for v in todo if v.kind == Kind.JOIN_COUNT and v.raw_item]
         for start in range(0, len(joins), self.chunk):
             self.call(

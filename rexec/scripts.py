@@ -44,6 +44,7 @@ SCRIPT_NAMES = (
     "set_variables",
     "check_instances",
     "check_keys",
+    "check_results",
 )
 
 

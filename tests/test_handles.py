@@ -232,6 +232,50 @@ def test_results_expire(app: App, types: dict[str, Any]) -> None:
     assert second.result() == "second"
 
 
+def test_a_type_that_stops_keeping_results_leaves_nothing(app: App) -> None:
+    @app.job("fickle", keep_result=60, exclusive=False)
+    def fickle(ctx: Any, payload: Any) -> int:
+        return 1
+
+    app.deploy()
+    handles = fickle.enqueue_many([1, 2, 3])
+    fail(app, take(app), raised(OSError("first try")))
+    k = app.store.keys
+    assert app.client.hlen(k.results) == 5  # three metas, an error and a worker id
+    del app.definitions["fickle"]
+    app.job("fickle", exclusive=False)(fickle.handler)
+    app.deploy()
+    complete(app, take(app), 1)
+    pi = app.start_process_instance({})
+    app.store.commit(take(app), rexec.store.Effects(variables_pi=None), result=pack(2))
+    assert app.store.delete([h.id for h in handles]).count(rexec.store.Status.OK) == 1
+    assert app.client.hlen(k.results) == 0 and pi
+    assert [h.status() for h in handles] == [JobStatus.UNKNOWN] * 3
+
+
+def test_check_finds_and_repairs_results_that_would_never_go(
+    app: App, types: dict[str, Any]
+) -> None:
+    from rexec.check import Kind, check, repair
+
+    done = types["add"].enqueue({"a": 1, "b": 1})
+    complete(app, take(app), 2)
+    live = types["add"].enqueue({"a": 1, "b": 1})
+    k = app.store.keys
+    app.client.zrem(k.result_expiry, done.id)
+    app.client.hset(k.results, "777777", b"|add||7fffffffffffffff|1|1||||0|")
+    app.client.hset(k.results, "777777|e", b"junk")
+    found = {(v.kind, v.job_id) for v in check(app.store)}
+    assert found == {(Kind.RESULT, done.id), (Kind.RESULT, "777777")}
+    assert len(repair(app.store)) == 2
+    assert check(app.store) == []
+    assert app.client.hget(k.results, "777777|e") is None
+    assert live.status() is JobStatus.QUEUED
+    complete(app, take(app), 2)  # the next write trims the one given an expiry now
+    assert done.status() is JobStatus.UNKNOWN and not app.client.hexists(k.results, done.id)
+    assert live.result() == 2
+
+
 def test_results_are_capped_per_namespace(app: App, types: dict[str, Any]) -> None:
     app.store.set_result_cap(3)
     assert app.store.result_cap() == 3

@@ -547,6 +547,7 @@ def test_every_script_takes_argument_lists_far_beyond_luas_limits(
     assert len(set(keyed_ids)) == BIG
     assert run("check_keys", ["1", *[x for i in range(BIG) for x in ("u", f"k{i}")]]) == []
     run("delete_job", [wake, *keyed_ids])
+    assert run("check_results", ["1", *keyed_ids]) == []
     assert client.hlen(keys.unique_keys) == 0 and client.hlen(keys.job_keys) == 0
     # variables from outside, 1 MB of them
     revision = int(client.hget(keys.pis, pi).split(b"|")[0])
