@@ -131,6 +131,7 @@ def test_arguments_json_cannot_hold_are_refused_before_writing(
     with pytest.raises(TypeError):
         tasks.add.enqueue(object(), 1)
     assert producer.management.counts()["total"] == 0
+    assert producer.store.definitions() == {}  # not even the definition
 
 
 def test_a_naive_run_after_is_refused_even_without_use_tz(
@@ -148,6 +149,8 @@ def test_bad_options_are_refused_when_the_backend_is_made(redis_url: str, namesp
         ({"RETRY_CYCLE": "often"}, "often"),
         ({"TYPO": 1}, "TYPO"),
         ({"MODULES": "shop.tasks"}, "MODULES"),
+        ({"KEEP_RESULT": "forever"}, "keep_result"),
+        ({"TIMEOUT_MS": -5}, "TIMEOUT_MS"),
     ):
         with (
             override_settings(TASKS=settings_for(redis_url, namespace, **options)),

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, cast
 from django.utils import timezone
 
 from rexec.app import App, keep_result_ms
-from rexec.codec import check_type
+from rexec.codec import check_ms, check_type
 from rexec.context import JobContext
 from rexec.contrib.django.compat import (
     TASK_MAX_PRIORITY,
@@ -108,7 +108,7 @@ class RexecBackend(BaseTaskBackend):
     ``OPTIONS``: ``REDIS_URL`` (default: ``REXEC_REDIS_URL``, else the embedded Redis),
     ``NAMESPACE`` (default ``REXEC_NAMESPACE``, else ``"default"``), ``RETRY_CYCLE``
     (default ``R1/PT0S``: one attempt, as Django's contract has it), ``KEEP_RESULT``
-    (how results are kept, as ``app.job(keep_result=...)`` takes it; default: kept),
+    (seconds results are kept, as ``app.job(keep_result=...)`` takes it; 7 days),
     ``TIMEOUT_MS`` (per execution) and ``MODULES`` (modules the worker imports besides
     each installed app's ``tasks``)."""
 
@@ -130,7 +130,7 @@ class RexecBackend(BaseTaskBackend):
         RetryCycle.parse(self.retry_cycle)  # a bad cycle is refused at start
         self.keep_result = options.get("KEEP_RESULT", DEFAULT_KEEP_RESULT)
         keep_result_ms(self.keep_result)  # a bad value is refused at start
-        self.timeout_ms: int | None = options.get("TIMEOUT_MS")
+        self.timeout_ms: int | None = check_ms(options.get("TIMEOUT_MS"), "TIMEOUT_MS")
         modules = options.get("MODULES", ())
         if isinstance(modules, str) or not all(isinstance(m, str) for m in modules):
             raise ValidationError(f"TASKS[{alias!r}]['OPTIONS']['MODULES'] is a list of modules")
@@ -176,11 +176,6 @@ class RexecBackend(BaseTaskBackend):
         self, task: Task[Any, Any], args: Iterable[Any], kwargs: Mapping[str, Any]
     ) -> tuple[TaskResult[Any], dict[str, Any]]:
         self.validate_task(task)
-        if job_type(task) not in self.app.definitions:
-            # The settings define the type (one attempt, results kept): deployed by the
-            # first producer as by the workers, so its first jobs already follow them.
-            self._define(self.app, task)
-            self.app.deploy()
         result: TaskResult[Any] = TaskResult(
             task=task,
             id="",
@@ -194,7 +189,12 @@ class RexecBackend(BaseTaskBackend):
             backend=self.alias,
             errors=[],
             worker_ids=[],
-        )
+        )  # refuses arguments JSON cannot hold, before anything is written
+        if job_type(task) not in self.app.definitions:
+            # The settings define the type (one attempt, results kept): deployed by the
+            # first producer as by the workers, so its first jobs already follow them.
+            self._define(self.app, task)
+            self.app.deploy()
         spec = {
             "type": job_type(task),
             "payload": {"args": result.args, "kwargs": result.kwargs, "queue": task.queue_name},
