@@ -23,7 +23,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 PROJECT = REPO / "tests" / "django_project"
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "storefront_site.settings")
 if str(PROJECT) not in sys.path:
     sys.path.insert(0, str(PROJECT))
 
@@ -32,7 +32,7 @@ import django  # noqa: E402
 django.setup()
 
 from django.test import override_settings  # noqa: E402
-from shop import tasks  # noqa: E402
+from storefront import tasks  # noqa: E402
 
 from rexec import App  # noqa: E402
 from rexec.contrib.django.backend import RexecBackend, backend, job_type  # noqa: E402
@@ -89,7 +89,7 @@ def test_enqueue_writes_one_job_per_call_under_the_tasks_module_path(
     assert result.enqueued_at is not None and result.backend == "default"
     job = producer.management.get_job(result.id)
     assert job is not None
-    assert job.type == "django:shop.tasks.add" == job_type(tasks.add)
+    assert job.type == "django:storefront.tasks.add" == job_type(tasks.add)
     assert job.payload == {"args": [2, 3], "kwargs": {}, "queue": "default"}
     assert job.priority == 0
 
@@ -148,7 +148,7 @@ def test_bad_options_are_refused_when_the_backend_is_made(redis_url: str, namesp
     for options, message in (
         ({"RETRY_CYCLE": "often"}, "often"),
         ({"TYPO": 1}, "TYPO"),
-        ({"MODULES": "shop.tasks"}, "MODULES"),
+        ({"MODULES": "storefront.tasks"}, "MODULES"),
         ({"KEEP_RESULT": "forever"}, "keep_result"),
         ({"TIMEOUT_MS": -5}, "TIMEOUT_MS"),
     ):
@@ -237,14 +237,14 @@ def test_async_enqueue_and_results(rexec_backend: RexecBackend) -> None:
 def test_the_worker_app_has_one_type_per_task(rexec_backend: RexecBackend) -> None:
     app = rexec_backend.worker_app()
     assert set(app.definitions) == {
-        "django:shop.tasks.add",
-        "django:shop.tasks.send_receipt",
-        "django:shop.tasks.explode",
-        "django:shop.tasks.fetch",
-        "django:shop.tasks.introspect",
+        "django:storefront.tasks.add",
+        "django:storefront.tasks.send_receipt",
+        "django:storefront.tasks.explode",
+        "django:storefront.tasks.fetch",
+        "django:storefront.tasks.introspect",
     }
-    assert app.definitions["django:shop.tasks.fetch"].is_async
-    assert app.definitions["django:shop.tasks.add"].retry_cycle.executions == 1
+    assert app.definitions["django:storefront.tasks.fetch"].is_async
+    assert app.definitions["django:storefront.tasks.add"].retry_cycle.executions == 1
 
 
 # -- a real worker node -------------------------------------------------------------------
@@ -253,7 +253,7 @@ def test_the_worker_app_has_one_type_per_task(rexec_backend: RexecBackend) -> No
 def django_env(redis_url: str, namespace: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("REXEC_")}
     env.update(
-        DJANGO_SETTINGS_MODULE="project.settings",
+        DJANGO_SETTINGS_MODULE="storefront_site.settings",
         PYTHONPATH=os.pathsep.join((str(PROJECT), str(REPO))),
         REXEC_REDIS_URL=redis_url,
         REXEC_NAMESPACE=namespace,
@@ -304,7 +304,7 @@ def test_a_worker_started_by_django_admin_runs_enqueued_tasks(
             node.wait()
         log.close()
     text = (tmp_path / "worker.log").read_text()
-    assert "django:shop.tasks.add" in text  # the banner names the task types
+    assert "django:storefront.tasks.add" in text  # the banner names the task types
 
 
 def test_manage_py_rexec_worker_refuses_an_unknown_backend(redis_url: str, namespace: str) -> None:

@@ -173,6 +173,8 @@ class InlineRunner:
 
     def _run_job(self, chain: Chain, job: Job) -> None:
         rt = self.rt
+        if not rt.held.may_start(job):  # its lock was lost meanwhile: another worker's now
+            return
         execution = rt.begin(job, chain)
         self.ran += 1
         if execution.outcome is None:

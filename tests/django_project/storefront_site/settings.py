@@ -8,7 +8,7 @@ import os
 SECRET_KEY = "tests-only"
 DEBUG = False
 USE_TZ = True
-INSTALLED_APPS = ["rexec.contrib.django", "shop"]
+INSTALLED_APPS = ["rexec.contrib.django", "storefront"]
 DATABASES: dict[str, dict[str, str]] = {}
 
 TASKS = {
