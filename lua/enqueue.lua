@@ -117,49 +117,49 @@ local woke = false
 local records, payloads, ready, scheduled, future = {}, {}, {}, {}, {}
 local now_s = num(now)
 for i = 0, n - 1 do
- if not held[i] then
-  local base = 3 + i * 7
-  local jtype, due = ARGV[base], ARGV[base + 2]
-  local pi, payload = ARGV[base + 5], ARGV[base + 6]
-  local pk, r, x, s = unpack(resolved[i])
-  of_type[jtype] = (of_type[jtype] or 0) + 1
-  local d
-  if due == '' then
-    d = now
-  elseif string.sub(due, 1, 1) == '+' then
-    d = now + tonumber(string.sub(due, 2))
-  else
-    d = tonumber(due)
+  if not held[i] then
+    local base = 3 + i * 7
+    local jtype, due = ARGV[base], ARGV[base + 2]
+    local pi, payload = ARGV[base + 5], ARGV[base + 6]
+    local pk, r, x, s = unpack(resolved[i])
+    of_type[jtype] = (of_type[jtype] or 0) + 1
+    local d
+    if due == '' then
+      d = now
+    elseif string.sub(due, 1, 1) == '+' then
+      d = now + tonumber(string.sub(due, 2))
+    else
+      d = tonumber(due)
+    end
+    local id = ids[i]
+    local j = {t = jtype, p = pk, d = d, r = r, x = x, pi = pi, v = 0, o = '', e = '', s = s}
+    start_trail(id, j, now)
+    if keyed and ARGV[3 + 7 * n + i] ~= '' then
+      redis.call('HSET', K.unique_keys, ARGV[3 + 7 * n + i], id)
+      redis.call('HSET', K.job_keys, id, ARGV[3 + 7 * n + i])
+    end
+    records[#records + 1] = id
+    records[#records + 1] = encode_job(j)
+    index_instance_job(id, j)
+    if payload ~= '' then
+      payloads[#payloads + 1] = id
+      payloads[#payloads + 1] = payload
+    end
+    if (j.x == '1' and pi ~= '') or s == '1' then
+      -- exclusive jobs of an instance need the instance's lock state: one at a time
+      if place_job(id, j, now) == 'ready' then woke = true end
+    elseif d > now then
+      scheduled[#scheduled + 1] = d
+      scheduled[#scheduled + 1] = scheduled_member(id, j)
+      future[#future + 1] = 0
+      future[#future + 1] = ready_member(id, j)
+      wake_note(jtype, pk)
+    else
+      ready[#ready + 1] = 0
+      ready[#ready + 1] = ready_member(id, j)
+      wake_note(jtype, pk)
+    end
   end
-  local id = ids[i]
-  local j = {t = jtype, p = pk, d = d, r = r, x = x, pi = pi, v = 0, o = '', e = '', s = s}
-  start_trail(id, j, now)
-  if keyed and ARGV[3 + 7 * n + i] ~= '' then
-    redis.call('HSET', K.unique_keys, ARGV[3 + 7 * n + i], id)
-    redis.call('HSET', K.job_keys, id, ARGV[3 + 7 * n + i])
-  end
-  records[#records + 1] = id
-  records[#records + 1] = encode_job(j)
-  index_instance_job(id, j)
-  if payload ~= '' then
-    payloads[#payloads + 1] = id
-    payloads[#payloads + 1] = payload
-  end
-  if (j.x == '1' and pi ~= '') or s == '1' then
-    -- exclusive jobs of an instance need the instance's lock state: one at a time
-    if place_job(id, j, now) == 'ready' then woke = true end
-  elseif d > now then
-    scheduled[#scheduled + 1] = d
-    scheduled[#scheduled + 1] = scheduled_member(id, j)
-    future[#future + 1] = 0
-    future[#future + 1] = ready_member(id, j)
-    wake_note(jtype, pk)
-  else
-    ready[#ready + 1] = 0
-    ready[#ready + 1] = ready_member(id, j)
-    wake_note(jtype, pk)
-  end
- end
 end
 for jtype, k in pairs(of_type) do count_new_jobs(jtype, k) end
 if #records > 0 then call_chunked('HSET', K.jobs, records) end
