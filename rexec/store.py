@@ -374,8 +374,9 @@ class Store:
         try:
             try:
                 return await aclient.evalsha(script.sha, len(keys), *keys, *args)
-            except redis.exceptions.NoScriptError:
-                return await aclient.eval(script.script, len(keys), *keys, *args)
+            except redis.exceptions.NoScriptError:  # a restart or SCRIPT FLUSH: load it
+                await aclient.script_load(script.script)
+                return await aclient.evalsha(script.sha, len(keys), *keys, *args)
         except redis.ResponseError as exc:
             raise translate_script_error(exc) from exc
 
@@ -562,6 +563,20 @@ class Store:
         lock_now, failed, *rows = locked
         batches = [[parse_record(_text(i), rec, lock_now, payload)] for i, rec, payload in rows]
         return AcquiredJobs(batches, int(failed), int(lock_now), next_due_ms, int(reclaimed))
+
+    def next_due_ms(self, types: Iterable[str], until_ms: int, scan: int = 1000) -> int | None:
+        """The due time of the first scheduled job of ``types`` due at or before
+        ``until_ms`` (None if there is none): a read of the ``scheduled`` index, at most
+        ``scan`` entries deep (past them, the last due time seen, so a caller waiting for
+        it looks again then)."""
+        wanted = {t.encode() for t in types}
+        found: list[tuple[bytes, float]] = self.client.zrangebyscore(  # type: ignore[assignment]
+            self.keys.scheduled, "-inf", until_ms, start=0, num=scan, withscores=True
+        )
+        for member, due in found:
+            if member.split(b"|")[1] in wanted:
+                return int(due)
+        return int(found[-1][1]) if len(found) == scan else None
 
     def reclaim_expired_locks(self, cap: int = DEFAULT_RECLAIM_CAP) -> int:
         """Unlocks jobs whose lock expired; returns how many (acquisition does this too)."""

@@ -6,7 +6,8 @@ The test writes them all into a fresh folder, with one change: the Redis URL the
 that are scripts, in order, and real worker nodes on the worker modules the README names
 (``rexec worker shop.jobs:app``, ``rexec worker shop.orders:app``), and checks that every
 job ran exactly once — a worker module that enqueued at import would run its enqueues once
-per worker process — and that the order process reached its end. Then it runs every
+per worker process — and that the order process reached its end. The Django project's
+modules (``mysite/...``) are set up by the script that uses them. Then it runs every
 command of the "Operator command line" block against the same Redis.
 """
 
@@ -54,7 +55,7 @@ def test_every_python_block_names_its_file_and_compiles() -> None:
     for path, code in files:
         compile(code, path, "exec")
     modules = {path for path, _ in files if "/" in path}
-    assert modules == {"shop/jobs.py", "shop/orders.py"}
+    assert modules == {"shop/jobs.py", "shop/orders.py", "mysite/settings.py", "mysite/tasks.py"}
     for path, code in files:
         if path in modules:  # worker modules: handlers only, nothing enqueued at import
             assert "enqueue" not in code.replace("ctx.enqueue", "")
@@ -79,13 +80,13 @@ def wait_until(condition: object, what: str, timeout: float = 90) -> None:
 def test_the_readme_runs_as_written(
     redis_url: str, real_client: redis.Redis, tmp_path: Path
 ) -> None:
-    clean(real_client, "shop", "orders", "tiers")
+    clean(real_client, "shop", "orders", "tiers", "signup", "mysite")
     for path, code in python_files():
         target = tmp_path / path
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(code.replace(DOCUMENTED_URL, redis_url))
     env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("REXEC_")},
+        **{k: v for k, v in os.environ.items() if not k.startswith(("REXEC_", "DJANGO_"))},
         "PYTHONPATH": f"{tmp_path}{os.pathsep}{REPO}",
         "REXEC_HOME": str(tmp_path / "state"),
     }

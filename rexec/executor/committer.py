@@ -64,6 +64,12 @@ class Committer:
     def close(self) -> None:
         self._queue.put(None)
 
+    def commit_now(self, executions: Sequence[Execution], unlocks: Sequence[Job]) -> None:
+        """Gives back ``unlocks`` and writes the outcomes of ``executions`` in the
+        caller's thread, by the same rules as the loop (``App.run_until_empty``)."""
+        self._unlock(list(unlocks))
+        self._commit(list(executions))
+
     # -- the loop --------------------------------------------------------------------------
 
     def run(self) -> None:

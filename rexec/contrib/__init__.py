@@ -1,0 +1,1 @@
+"""Integrations of rexec with other frameworks."""
