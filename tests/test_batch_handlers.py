@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from rexec import App
+from rexec.codec import pack
 from rexec.errors import HandlerError, ValidationError
 from rexec.executor.execution import COMPLETED, FAILED
 from rexec.executor.runtime import Runtime
@@ -96,10 +97,11 @@ def test_a_raising_call_fails_every_job_with_its_error(app: App) -> None:
     assert [r.error for r in runs] == [boom, boom]
 
 
-def test_a_non_none_item_fails_its_job_as_a_single_handler_returning_it_would(
+def test_an_item_is_its_jobs_result_as_a_single_handlers_return_value_would_be(
     app: App,
 ) -> None:
-    rt, runs = _runs(app, 2)
-    _decide(rt, runs, [None, 5], None)
-    assert runs[0].outcome == COMPLETED
-    assert runs[1].outcome == FAILED and "returned a int" in str(runs[1].error)
+    rt, runs = _runs(app, 3)
+    _decide(rt, runs, [None, 5, object()], None)
+    assert [r.outcome for r in runs[:2]] == [COMPLETED, COMPLETED]
+    assert runs[0].result_raw == b"" and runs[1].result_raw == pack(5)
+    assert runs[2].outcome == FAILED and "msgpack cannot encode" in str(runs[2].error)

@@ -262,8 +262,8 @@ class Runtime:
         size = f" of {len(result)} items" if isinstance(result, list) else ""
         bad = HandlerError(
             f"the batch handler of {runs[0].job.type!r} returned {describe(result)}{size};"
-            f" batch handlers return None or a list of {len(runs)} items (None or an"
-            " exception per job)"
+            f" batch handlers return None or a list of {len(runs)} items (a job's result,"
+            " None, or an exception per job)"
         )
         return [(None, bad)] * len(runs)
 
