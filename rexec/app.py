@@ -157,7 +157,7 @@ class App:
     ) -> Callable[[F], F]:
         """Registers ``fn(ctx, payload)`` as the handler of job ``type``.
 
-        With ``batch=True`` the handler is ``fn(contexts, payloads)``, a ``def`` function
+        With ``batch=True`` the handler is ``fn(contexts, payloads)`` (or an ``async def``),
         called with up to 100 plain jobs of this type at once (an exclusive job
         of a process instance comes alone), so it can pipeline its own I/O. It returns
         None (all completed) or a list with one item per job: None (completed) or an
@@ -182,10 +182,6 @@ class App:
         def register(fn: F) -> F:
             if type in self.definitions:
                 raise ValidationError(f"job type {type!r} already has a handler")
-            if batch and inspect.iscoroutinefunction(fn):
-                raise ValidationError(
-                    f"the batch handler of {type!r} must be a def function, not async def"
-                )
             self.definitions[type] = JobDefinition(
                 type, fn, priority, exclusive, cycle, lock_ms, timeout_ms, batch
             )
