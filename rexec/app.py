@@ -216,10 +216,11 @@ class App:
         """Registers ``fn(ctx, payload)`` as the handler of job ``type``; returns a
         :class:`~rexec.jobtype.JobType`, still callable as ``fn``, with ``enqueue``.
 
-        With ``batch=True`` the handler is ``fn(contexts, payloads)``, a ``def`` function
+        With ``batch=True`` the handler is ``fn(contexts, payloads)`` (or an ``async def``),
         called with up to 100 plain jobs of this type at once (an exclusive job
         of a process instance comes alone), so it can pipeline its own I/O. It returns
-        None (all completed) or a list with one item per job: None (completed) or an
+        None (all completed) or a list with one item per job: that job's result (None
+        too: completed, the result kept as a single handler's return value is) or an
         exception (that job failed); raising fails them all. ``timeout_ms`` then bounds
         the whole call.
 
@@ -252,10 +253,6 @@ class App:
             handler = fn.handler if isinstance(fn, JobType) else fn
             if not callable(handler):
                 raise ValidationError(f"a handler is a function, got {handler!r}")
-            if batch and inspect.iscoroutinefunction(handler):
-                raise ValidationError(
-                    f"the batch handler of {type!r} must be a def function, not async def"
-                )
             self.definitions[type] = JobDefinition(
                 type,
                 handler,

@@ -124,7 +124,7 @@ def enqueue_plain(store: Store, count: int, job_type: str = "noop", **fields: An
         )
 
 
-DRAIN_JOBS = ("noop", "rpush", "rpush-batch", "arpush", "sleep-ms")
+DRAIN_JOBS = ("noop", "rpush", "rpush-batch", "arpush", "arpush-batch", "sleep-ms")
 
 
 # -- store ----------------------------------------------------------------------------------
@@ -322,7 +322,7 @@ def bench_drain(
         cluster.stop()
         if proxy is not None:
             proxy.close()
-    if job in ("rpush", "rpush-batch", "arpush"):
+    if job in ("rpush", "rpush-batch", "arpush", "arpush-batch"):
         results["handler_rpushes"] = app.client.llen(rpush_key(ns))
     stats = m.cluster_stats(app.store)
     results["seconds"] = round(elapsed, 3)
@@ -571,7 +571,7 @@ def render(console: Console, result: dict[str, Any]) -> None:
     default="noop",
     show_default=True,
     help="drain: the job body (rpush: one Redis RPUSH; rpush-batch: the same from a batch"
-    " handler, pipelined; arpush: the same, async;"
+    " handler, pipelined; arpush, arpush-batch: the same, async;"
     " sleep-ms: a handler blocked for --sleep-ms).",
 )
 @click.option(

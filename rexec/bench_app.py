@@ -3,7 +3,8 @@
 Job bodies of ``rexec bench drain --job``: ``noop`` (rexec alone), ``rpush`` (one Redis
 RPUSH on the process's own client: a realistic minimal job), ``arpush`` (the same from
 an ``async def`` handler with redis.asyncio), ``rpush-batch`` (the same from a batch
-handler, one pipelined round trip per call), ``sleep`` (a handler blocked for its
+handler, one pipelined round trip per call), ``arpush-batch`` (the same, ``async
+def``, with redis.asyncio), ``sleep`` (a handler blocked for its
 payload's milliseconds).
 """
 
@@ -66,6 +67,25 @@ def rpush_batch(contexts: list[JobContext], payloads: list[Any]) -> None:
     for ctx in contexts:
         pipe.rpush(key, ctx.job.id)
     pipe.execute()
+
+
+@app.job("arpush-batch", exclusive=False, batch=True)
+async def arpush_batch(contexts: list[JobContext], payloads: list[Any]) -> None:
+    """One RPUSH per job, pipelined with redis.asyncio: one round trip per call."""
+    import asyncio
+
+    if not contexts:
+        return
+    app_ = contexts[0].app
+    loop_id = id(asyncio.get_running_loop())
+    client = _async_clients.get(loop_id)
+    if client is None:
+        client = _async_clients[loop_id] = redis.asyncio.Redis.from_url(str(app_.redis_url))
+    pipe = client.pipeline(transaction=False)
+    key = rpush_key(app_.namespace)
+    for ctx in contexts:
+        pipe.rpush(key, ctx.job.id)
+    await pipe.execute()
 
 
 @app.job("arpush", exclusive=False)

@@ -16,14 +16,12 @@ from rexec.executor.runtime import Runtime
 from rexec.settings import WorkerSettings
 
 
-def test_a_batch_handler_must_be_a_def_function(app: App) -> None:
-    with pytest.raises(ValidationError, match="must be a def function"):
+def test_a_batch_handler_may_be_async(app: App) -> None:
+    @app.job("t", batch=True)
+    async def handler(contexts: list[Any], payloads: list[Any]) -> None:
+        return None
 
-        @app.job("t", batch=True)
-        async def handler(contexts: list[Any], payloads: list[Any]) -> None:
-            return None
-
-    assert "t" not in app.definitions
+    assert app.definitions["t"].batch and app.definitions["t"].is_async
 
 
 def test_batch_must_be_a_bool(app: App) -> None:

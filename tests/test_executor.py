@@ -365,6 +365,23 @@ def test_a_batch_handler_gets_many_jobs_and_decides_each_one(faulty: Cluster) ->
     assert any(r["type"] == "step" for r in records(faulty, "end"))
 
 
+def test_an_async_batch_handler_gets_many_jobs_and_decides_each_one(faulty: Cluster) -> None:
+    app = faulty.app
+    ok = app.enqueue_many([{"type": "abwork", "payload": i} for i in range(40)])
+    failing = app.enqueue_many([{"type": "abwork", "payload": "fail"}] * 2)
+    faulty.start_node(**NODE)
+    everything = [*ok, *failing]
+    faulty.wait_for(lambda: settled(faulty, everything), "every job to end")
+    present = assert_accounting(faulty, everything)
+    assert set(present) == set(failing)
+    for job_id in failing:
+        assert "ValueError: job said fail" in (present[job_id].exception or "")
+    assert all(completions(faulty)[i] == 1 for i in ok)
+    starts = records(faulty, "start")
+    assert max(r["payload"]["size"] for r in starts) > 1
+    assert {r["thread"] for r in starts} == {"rexec-event-loop"}
+
+
 @pytest.mark.parametrize(
     ("payload", "text"),
     [("raise", "ValueError: the whole call failed"), ("garbage", "returned a dict")],
@@ -400,3 +417,21 @@ def test_a_timed_out_batch_fails_all_its_jobs_and_abandons_one_handler(faulty: C
     logs = faulty.node_logs()
     assert "ran past its timeout of 300 ms" in logs
     assert "recycling it" not in logs, "one abandoned call counted as many handlers"
+
+
+def test_a_timed_out_async_batch_is_cancelled_and_all_its_jobs_run_again(faulty: Cluster) -> None:
+    app = faulty.app
+    ids = app.enqueue_many([{"type": "abhang", "payload": 5.0}] * 10)
+    faulty.start_node(**NODE)
+    faulty.wait_for(
+        lambda: all(completions(faulty)[i] == 1 for i in ids), "every job to complete at last"
+    )
+    assert_accounting(faulty, ids)
+    starts = records(faulty, "start")
+    assert starts[0]["payload"] > 1, "the jobs were never run as one batch"
+    runs = Counter(r["id"] for r in starts)
+    assert all(runs[r["id"]] == 2 for r in starts[: starts[0]["payload"]]), runs
+    # cancelled at the timeout: the call never reached its end records
+    ends = Counter(r["id"] for r in records(faulty, "end"))
+    assert all(ends[i] == 1 for i in ids), ends
+    assert "ran past its timeout of 300 ms (in a batch of" in faulty.node_logs()

@@ -28,6 +28,7 @@ from rexec.job import Job
 
 log = logging.getLogger("rexec.worker")
 
+BATCH_MAX = 100  # jobs per call of a batch handler, as on the slots
 FLUSH_AFTER_S = 0.010  # finished executions per commit group: see slots.FLUSH_AFTER_S
 ASYNC_MIN_INFLIGHT = 64
 
@@ -181,6 +182,18 @@ class EventLoop:
                 self._to_slots([chain])
                 return True
             jobs.popleft()
+            definition = rt.definitions.get(job.type)
+            if definition is not None and definition.batch:
+                batch = [job]
+                if not jobs and not (job.exclusive and job.process_instance_id is not None):
+                    gathered = self._gather(job.type, BATCH_MAX - 1)
+                    rt.capacity.give(len(gathered))  # their chains end with this one
+                    batch += gathered
+                locked = await self._run_batch(chain, batch)
+                if locked is None:
+                    return True  # timed out and abandoned: the housekeeper has the rest
+                jobs.extendleft(reversed(locked))
+                continue
             if not rt.held.may_start(job):
                 continue
             execution = rt.begin(job, chain)
@@ -196,6 +209,87 @@ class EventLoop:
             else:
                 jobs.extendleft(reversed(follow_ups))
         return False
+
+    def _gather(self, job_type: str, room: int) -> list[Job]:
+        """More plain jobs of ``job_type`` from the front of the waiting chains (the
+        loop's own deque), for one batch handler call."""
+        jobs: list[Job] = []
+        waiting = self._waiting
+        while len(jobs) < room and waiting:
+            first = waiting[0].jobs
+            if len(first) != 1:
+                break
+            job = first[0]
+            if job.type != job_type or (job.exclusive and job.process_instance_id is not None):
+                break
+            waiting.popleft()
+            jobs.append(job)
+        return jobs
+
+    async def _run_batch(self, chain: Chain, jobs: list[Job]) -> list[Job] | None:
+        """Runs jobs of one ``async def`` batch type in one call; returns the exclusive
+        follow-ups locked for them, or None if the call timed out and was abandoned."""
+        rt = self.rt
+        runs: list[Execution] = []
+        payloads: list[object] = []
+        for job in jobs:
+            if not rt.held.may_start(job):
+                continue
+            execution = rt.begin(job, chain)
+            if execution.outcome is None:
+                ok, payload = rt.payload_of(execution)
+                if ok:
+                    runs.append(execution)
+                    payloads.append(payload)
+                    continue
+            self._finished(execution)
+        if not runs:
+            return []
+        lead = runs[0]
+        lead.batch = runs[1:]
+        assert lead.definition is not None
+        result: object = None
+        error: BaseException | None = None
+        timeout = lead.definition.timeout_ms
+        self.current.add(lead)
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(timeout / 1000 if timeout else None):
+                result = await lead.definition.handler([ex.ctx for ex in runs], payloads)
+        except TimeoutError as exc:
+            if lead.deadline is not None and time.monotonic() >= lead.deadline:
+                error = JobTimeoutError(
+                    f"job {lead.job.id} ({lead.job.type}) ran past its timeout of"
+                    f" {timeout} ms (in a batch of {len(runs)})"
+                )
+            else:
+                error = exc
+        except BaseException as exc:  # SystemExit, CancelledError: the jobs fail
+            error = exc
+        finally:
+            self.current.discard(lead)
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        for _ in runs:
+            rt.metrics.execution_time(elapsed_ms)
+        outcomes = rt.batch_outcomes(runs, result, error)
+        # Whoever decides the lead owns the whole call: this loop, or the housekeeper.
+        if not rt.handler_ended(lead, *outcomes[0]):
+            if rt.executions.returned(lead):
+                self._finished(lead)
+            return None
+        locked: list[Job] = []
+        for execution, (item, item_error) in zip(runs, outcomes, strict=True):
+            if execution is not lead:
+                rt.handler_ended(execution, item, item_error)
+            follow_ups = None
+            ctx = execution.ctx
+            if execution.outcome == COMPLETED and ctx is not None and ctx.asked_for_more:
+                follow_ups = await asyncio.to_thread(rt.commit_effects, execution)
+            if follow_ups is None:
+                self._finished(execution)
+            else:
+                locked += follow_ups
+        return locked
 
     async def _execute(self, execution: Execution) -> bool:
         """Runs the handler; False if its execution was decided elsewhere (timed out

@@ -23,6 +23,9 @@ Job types:
   its call); a job whose payload is ``"fail"`` gets a ``ValueError`` as its item of
   the returned list; ``"raise"`` makes the whole call raise; ``"garbage"`` returns a
   dict; ``"step"`` (exclusive, in an instance) enqueues a ``step`` follow-up.
+- ``abwork``: ``bwork`` as an ``async def`` batch handler (``"fail"`` only).
+- ``abhang``: ``bhang`` as an ``async def`` batch handler (its first call is cancelled at
+  the timeout).
 - ``bhang``: a batch handler under a 300 ms timeout whose first call ever sleeps
   ``max(payloads)`` seconds (later calls return at once); records the call's size.
 """
@@ -148,6 +151,27 @@ def make_app(redis_url: str | None = None, namespace: str | None = None) -> App:
             _record(ctx, "end", {"payload": payload, "size": len(contexts)})
             results.append(ValueError("job said fail") if payload == "fail" else None)
         return results
+
+    @app.job("abwork", exclusive=False, batch=True, retry_cycle="R2/PT0S")
+    async def abwork(contexts: list[JobContext], payloads: list[Any]) -> Any:
+        results: list[Any] = []
+        for ctx, payload in zip(contexts, payloads, strict=True):
+            _record(ctx, "start", {"payload": payload, "size": len(contexts)})
+            await asyncio.sleep(0)
+            _record(ctx, "end", {"payload": payload, "size": len(contexts)})
+            results.append(ValueError("job said fail") if payload == "fail" else None)
+        return results
+
+    @app.job("abhang", exclusive=False, batch=True, timeout_ms=300, retry_cycle="R3/PT0S")
+    async def abhang(contexts: list[JobContext], payloads: list[Any]) -> None:
+        lead = contexts[0]
+        first = lead.app.client.set(f"{log_key(lead.app.namespace)}:abhung", 1, nx=True)
+        for ctx in contexts:
+            _record(ctx, "start", len(contexts))
+        if first:
+            await asyncio.sleep(max(float(p) for p in payloads))
+        for ctx in contexts:
+            _record(ctx, "end", len(contexts))
 
     @app.job("bhang", exclusive=False, batch=True, timeout_ms=300, retry_cycle="R3/PT0S")
     def bhang(contexts: list[JobContext], payloads: list[Any]) -> None:
