@@ -144,9 +144,9 @@ class Scenario:
         self.redis_url = redis_url
         self.timeout_s = timeout_s
         # Every job must be in Redis before midnight, or the late ones are simply taken
-        # as they come: 2 s, or more for a large load (creating 50,000 jobs and their
-        # 25,000 order instances takes 3-4 s on a busy 2-core machine).
-        self.lead_ms = lead_ms if lead_ms is not None else max(2000, jobs // 8)
+        # as they come. None: midnight is set once the order instances are started, from
+        # how long that took, so the jobs are written before it on a busy machine too.
+        self.lead_ms = lead_ms
         self.operator = operator
         self.report = Report(
             label, jobs, nodes, processes, concurrency, acquisition, backoff, job_ms
@@ -177,8 +177,10 @@ class Scenario:
         try:
             self.cluster.start()
             self._wait_for_workers()
-            self.midnight_ms = self.app.store.time_ms() + self.lead_ms
-            self.counts = scenario.enqueue_midnight(self.app, self.report.jobs, self.midnight_ms)
+            load = scenario.prepare_midnight(self.app, self.report.jobs)
+            self.midnight_ms = self.app.store.time_ms() + self._lead_ms(load)
+            load.enqueue(self.midnight_ms)
+            self.counts = load.counts
             self.report.classes = {c: ClassReport(n) for c, n in self.counts.items()}
             if console is not None:
                 with Live(self._render(), console=console, refresh_per_second=8) as live:
@@ -196,6 +198,14 @@ class Scenario:
             self._cleanup()
         return self.report
 
+    def _lead_ms(self, load: scenario.MidnightLoad) -> int:
+        """How far ahead midnight is: as given, or at least 2 s and twice the time that
+        writing the jobs should take (at the pace the order instances were started)."""
+        if self.lead_ms is None:
+            estimate_s = load.seconds_per_job * len(load.specs)
+            self.lead_ms = max(2000, int(2000 * estimate_s) + 500)
+        return self.lead_ms
+
     def _wait_for_workers(self) -> None:
         wanted = self.report.nodes * self.report.processes
         deadline = time.monotonic() + 60
@@ -206,7 +216,7 @@ class Scenario:
             time.sleep(0.1)
 
     def _drive(self, refresh: Any) -> None:
-        deadline = time.monotonic() + self.timeout_s + self.lead_ms / 1000
+        deadline = time.monotonic() + self.timeout_s + (self.lead_ms or 0) / 1000
         slowed = recovered = not self.operator
         while time.monotonic() < deadline:
             self._read_rows()

@@ -131,26 +131,50 @@ def class_counts(total: int) -> dict[str, int]:
 def enqueue_midnight(producer: App, total: int, due_ms: int, seed: int = 7) -> dict[str, int]:
     """Creates the midnight load (shuffled, so no class is first by creation order);
     returns the number of jobs per class."""
+    load = prepare_midnight(producer, total, seed)
+    load.enqueue(due_ms)
+    return load.counts
+
+
+class MidnightLoad:
+    """The midnight load with its order instances started, its jobs not yet written:
+    ``seconds_per_job`` (how long starting the instances took, per instance) lets the
+    caller set midnight far enough ahead for the jobs to be written before it."""
+
+    def __init__(
+        self, producer: App, counts: dict[str, int], specs: list[dict[str, Any]], seconds: float
+    ) -> None:
+        self.producer = producer
+        self.counts = counts
+        self.specs = specs
+        instances = sum(1 for spec in specs if "process_instance_id" in spec)
+        self.seconds_per_job = seconds / max(1, instances)
+
+    def enqueue(self, due_ms: int) -> None:
+        for spec in self.specs:
+            spec["due_ms"] = due_ms
+        for start in range(0, len(self.specs), 10_000):
+            self.producer.enqueue_many(self.specs[start : start + 10_000])
+
+
+def prepare_midnight(producer: App, total: int, seed: int = 7) -> MidnightLoad:
+    """Starts the order instances of the midnight load and returns its job specs."""
     counts = class_counts(total)
     rng = random.Random(seed)
     classes = [c for c in CLASSES for _ in range(counts[c])]
     rng.shuffle(classes)
     deliveries = [c for c in classes if TYPE_OF[c] == "deliver"]
+    began = time.monotonic()
     orders = producer.start_process_instances(
         ({"customer": f"c{i}", "vip": c == "vip"} for i, c in enumerate(deliveries)),
         priority=order_priority,
     )
+    seconds = time.monotonic() - began
     order_of = iter(orders)
     specs: list[dict[str, Any]] = []
     for c in classes:
-        spec: dict[str, Any] = {
-            "type": TYPE_OF[c],
-            "payload": {"c": CLASSES.index(c)},
-            "due_ms": due_ms,
-        }
+        spec: dict[str, Any] = {"type": TYPE_OF[c], "payload": {"c": CLASSES.index(c)}}
         if TYPE_OF[c] == "deliver":
             spec["process_instance_id"] = next(order_of)
         specs.append(spec)
-    for start in range(0, len(specs), 10_000):
-        producer.enqueue_many(specs[start : start + 10_000])
-    return counts
+    return MidnightLoad(producer, counts, specs, seconds)
