@@ -812,7 +812,10 @@ class _Run:
         workers = [(n, pid) for n in alive for pid in n.workers() if pid != spared_pid]
         if not workers:
             return
-        node, pid = self.rng.choice(workers)
+        # A worker with jobs in hand, when there is one: killing one that has just
+        # started (or restarted) and holds nothing tests nothing.
+        holding = [(n, pid) for n, pid in workers if self._snapshot([pid])]
+        node, pid = self.rng.choice(holding or workers)
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
         self.killed[pid] = time.time()
