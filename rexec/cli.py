@@ -117,6 +117,11 @@ class RexecGroup(click.Group):
         extra.pop("standalone_mode", None)
         try:
             code = super().main(args, prog_name, standalone_mode=False, **extra)
+        except click.exceptions.NoArgsIsHelpError as exc:
+            # `rexec` or `rexec periodic` alone: the help as --help shows it, not as an error
+            shown = exc.ctx.get_help() if exc.ctx is not None else exc.format_message()
+            click.echo(shown, err=True)
+            sys.exit(exc.exit_code)
         except click.ClickException as exc:
             show_error(exc)
             sys.exit(exc.exit_code)

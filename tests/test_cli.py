@@ -662,3 +662,12 @@ class TestOperability:
         names = [row for row in rows if row not in ("counter",)]
         assert names == sorted(names)
         assert list(as_json(run("stats", "--json"))) == sorted(as_json(run("stats", "--json")))
+
+
+@pytest.mark.parametrize("args", [[], ["periodic"], ["instance"], ["priority"]])
+def test_a_group_alone_shows_its_help_not_a_one_line_error(args: list[str]) -> None:
+    result = CliRunner().invoke(main, args, prog_name="rexec")
+    assert result.exit_code == 2
+    assert result.output.startswith(f"Usage: rexec {' '.join(args)}".rstrip())
+    assert "\nCommands:\n" in result.output  # laid out as --help lays it out
+    assert "error:" not in result.output
