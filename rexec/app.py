@@ -19,6 +19,7 @@ from rexec.errors import (
     ValidationError,
 )
 from rexec.management import Management
+from rexec.partitions import check_partitions, open_store
 from rexec.priority import PriorityRule, ProcessPriority, process_priority, rule_priority
 from rexec.retry import DEFAULT_RETRY_CYCLE, RetryCycle
 from rexec.rules import FromVariable, plain_forms
@@ -64,6 +65,11 @@ class App:
     private ``redis-server`` shared by the rexec commands of this machine). Completed
     jobs leave nothing behind, unless ``history_max_len`` > 0 keeps the last that many
     (about) in a history, for at most ``history_ttl_ms`` if given.
+
+    ``partitions`` spreads the namespace over that many hash tags (Redis Cluster
+    masters; see docs/scaling.md). The count is fixed when the namespace is created:
+    ``None`` takes the stored one (1 for a namespace never partitioned), another count
+    than the stored one is a PartitionCountError.
     """
 
     def __init__(
@@ -74,8 +80,12 @@ class App:
         acquisition: str = "atomic",
         history_max_len: int = 0,
         history_ttl_ms: int = 0,
+        partitions: int | None = None,
     ) -> None:
         check_acquisition(acquisition)
+        if partitions is not None:
+            check_partitions(partitions)
+        self.partitions = partitions
         self.redis_url = redis_url or os.environ.get("REXEC_REDIS_URL") or None
         self.namespace = namespace or os.environ.get("REXEC_NAMESPACE") or "default"
         self.acquisition = acquisition
@@ -88,10 +98,12 @@ class App:
         Store.validate_namespace(self.namespace)
 
     @classmethod
-    def with_client(cls, client: redis.Redis, *, namespace: str = "default") -> App:
+    def with_client(
+        cls, client: redis.Redis, *, namespace: str = "default", partitions: int | None = None
+    ) -> App:
         """An app on an existing client (``decode_responses=False``). Worker nodes need
         a URL to connect their own processes; this is for producers and tests."""
-        app = cls(namespace=namespace)
+        app = cls(namespace=namespace, partitions=partitions)
         app.redis_url = app.redis_url or "client://"
         app._client = client
         return app
@@ -115,9 +127,10 @@ class App:
     @property
     def store(self) -> Store:
         if self._store is None:
-            self._store = Store(
+            self._store = open_store(
                 self.client,
                 self.namespace,
+                self.partitions,
                 acquisition=self.acquisition,
                 history_max_len=self.history_max_len,
                 history_ttl_ms=self.history_ttl_ms,
@@ -351,7 +364,8 @@ class App:
 
     def get_variables(self, process_instance_id: str) -> dict[str, Any]:
         check_process_instance_id(process_instance_id)
-        raw: bytes | None = self.client.hget(self.store.keys.vars, process_instance_id)  # type: ignore[assignment]
+        keys = self.store.instance_keys(process_instance_id)
+        raw: bytes | None = self.client.hget(keys.vars, process_instance_id)  # type: ignore[assignment]
         if raw is None:
             raise ProcessInstanceNotFoundError(f"no process instance {process_instance_id!r}")
         return variables_dict(unpack(raw, "variables"), process_instance_id)

@@ -43,6 +43,7 @@ SCRIPT_NAMES = (
     "deploy",
     "set_variables",
     "check_instances",
+    "peek",
 )
 
 

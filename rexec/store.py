@@ -261,6 +261,7 @@ class Store:
         acquisition: str = "atomic",
         history_max_len: int = 0,
         history_ttl_ms: int = 0,
+        tag: str = "",
     ) -> None:
         check_acquisition(acquisition)
         for name, value in (
@@ -274,7 +275,7 @@ class Store:
         self.history_max_len = history_max_len
         self.history_ttl_ms = history_ttl_ms
         self.client = client
-        self.keys = Keys(namespace)
+        self.keys = Keys(namespace, tag)
         self._script_keys = self.keys.script_keys
         self.scripts = Scripts(client)
         self._enqueue_loaded = False
@@ -288,6 +289,15 @@ class Store:
             )
         except redis.ResponseError as exc:
             raise translate_script_error(exc) from exc
+
+    @property
+    def partition_stores(self) -> list[Store]:
+        """One store per partition of the namespace (rexec/partitions.py): this one."""
+        return [self]
+
+    def instance_keys(self, process_instance_id: str) -> Keys:
+        """The keys of the partition that holds a process instance: this store's."""
+        return self.keys
 
     def time_ms(self) -> int:
         seconds, micros = self.client.time()
@@ -472,6 +482,11 @@ class Store:
         if self.acquisition == "optimistic":
             return self._acquire_optimistic(owner, max_jobs, options)
         reply: list[Any] = self._run("acquire", [owner, max_jobs, *options.args])  # type: ignore[assignment]
+        return self.parse_acquired(reply)
+
+    @staticmethod
+    def parse_acquired(reply: list[Any]) -> AcquiredJobs:
+        """The AcquiredJobs of an acquire script's reply."""
         now, next_due, reclaimed, parked, raw_batches = reply
         batches = []
         for flat in raw_batches:
