@@ -299,6 +299,16 @@ class Store:
         """The keys of the partition that holds a process instance: this store's."""
         return self.keys
 
+    def counter_totals(self) -> dict[bytes, bytes]:
+        """The namespace's script counters (``counters``: outcomes by type, lock
+        expiries), summed over its partitions: field -> count as bytes."""
+        totals: dict[bytes, int] = {}
+        for part in self.partition_stores:
+            raw: dict[bytes, bytes] = part.client.hgetall(part.keys.counters)  # type: ignore[assignment]
+            for name, value in raw.items():
+                totals[name] = totals.get(name, 0) + int(value)
+        return {name: str(value).encode() for name, value in totals.items()}
+
     def time_ms(self) -> int:
         seconds, micros = self.client.time()
         return int(seconds) * 1000 + int(micros) // 1000

@@ -59,7 +59,7 @@ def sample(store: Any, now_ms: int) -> dict[str, int]:
     """The metrics of one moment: metric name -> value."""
     depth = store.state_counts(now_ms)  # jobs of a suspended type count as suspended
     values = {f"depth|{state}": depth[state] for state in STATES}
-    counters: dict[bytes, bytes] = store.client.hgetall(store.keys.counters)
+    counters: dict[bytes, bytes] = store.counter_totals()
     by_type: dict[str, dict[str, int]] = {}
     for field, raw in counters.items():
         outcome, _, job_type = _text(field).partition("|")
