@@ -11,9 +11,9 @@ from typing import Any, TypeVar
 import redis
 
 from rexec.codec import check_ms, check_priority, check_type, pack, unpack, variables_dict
+from rexec.connection import connect
 from rexec.definitions import definition_head, fingerprint, safe_name
 from rexec.errors import (
-    ConfigurationError,
     OptimisticLockingError,
     ProcessInstanceNotFoundError,
     ValidationError,
@@ -24,7 +24,15 @@ from rexec.priority import PriorityRule, ProcessPriority, process_priority, rule
 from rexec.retry import DEFAULT_RETRY_CYCLE, RetryCycle
 from rexec.rules import FromVariable, plain_forms
 from rexec.status import Status
-from rexec.store import NewJob, Store, check_acquisition, check_process_instance_id
+from rexec.store import (
+    DEFAULT_REPLICATION_TIMEOUT_MS,
+    NewJob,
+    Store,
+    check_acquisition,
+    check_durability,
+    check_process_instance_id,
+    check_replication_timeout,
+)
 
 Handler = Callable[..., Any]
 F = TypeVar("F", bound=Handler)
@@ -70,6 +78,12 @@ class App:
     masters; see docs/scaling.md). The count is fixed when the namespace is created:
     ``None`` takes the stored one (1 for a namespace never partitioned), another count
     than the stored one is a PartitionCountError.
+
+    ``redis_url`` may name a Redis Cluster (``redis+cluster://host:port``) or a Sentinel
+    group (``redis+sentinel://host:port,…/service``); see rexec/connection.py.
+    ``durability="replicated"`` makes every acknowledged write (enqueue, commit, fail,
+    operator change) wait until a replica has it (``WAIT 1 replication_timeout_ms``),
+    else raise ReplicationTimeoutError, so it survives the loss of its master.
     """
 
     def __init__(
@@ -81,11 +95,15 @@ class App:
         history_max_len: int = 0,
         history_ttl_ms: int = 0,
         partitions: int | None = None,
+        durability: str = "default",
+        replication_timeout_ms: int = DEFAULT_REPLICATION_TIMEOUT_MS,
     ) -> None:
         check_acquisition(acquisition)
         if partitions is not None:
             check_partitions(partitions)
         self.partitions = partitions
+        self.durability = check_durability(durability)
+        self.replication_timeout_ms = check_replication_timeout(replication_timeout_ms)
         self.redis_url = redis_url or os.environ.get("REXEC_REDIS_URL") or None
         self.namespace = namespace or os.environ.get("REXEC_NAMESPACE") or "default"
         self.acquisition = acquisition
@@ -134,6 +152,8 @@ class App:
                 acquisition=self.acquisition,
                 history_max_len=self.history_max_len,
                 history_ttl_ms=self.history_ttl_ms,
+                durability=self.durability,
+                replication_timeout_ms=self.replication_timeout_ms,
             )
         return self._store
 
@@ -369,11 +389,3 @@ class App:
         if raw is None:
             raise ProcessInstanceNotFoundError(f"no process instance {process_instance_id!r}")
         return variables_dict(unpack(raw, "variables"), process_instance_id)
-
-
-def connect(url: str) -> redis.Redis:
-    """A client for ``url`` (redis://, rediss:// or unix://) that keeps bytes as bytes."""
-    try:
-        return redis.Redis.from_url(url, decode_responses=False, health_check_interval=30)
-    except ValueError as exc:
-        raise ConfigurationError(f"bad Redis URL {url!r}: {exc}") from exc

@@ -490,7 +490,7 @@ def deploy(*, app_path: str, redis_url: str | None, namespace: str | None) -> No
     if namespace:
         app.namespace = namespace
     app.app_path = app_path
-    from rexec.urls import mask_password
+    from rexec.connection import mask_password
 
     click.echo(
         f"deploying to Redis {mask_password(app.resolved_url())}, namespace {app.namespace!r}",

@@ -44,8 +44,10 @@ from rexec.errors import (
 from rexec.job import Job, JobState
 from rexec.keys import Keys
 from rexec.retry import RetryCycle
+from rexec.connection import node_client
 from rexec.status import Status, translate_script_error
 from rexec.store import (
+    DEFAULT_REPLICATION_TIMEOUT_MS,
     AcquiredJobs,
     AcquireOptions,
     Effects,
@@ -229,6 +231,8 @@ class PartitionedStore(Store):
         acquisition: str = "atomic",
         history_max_len: int = 0,
         history_ttl_ms: int = 0,
+        durability: str = "default",
+        replication_timeout_ms: int = DEFAULT_REPLICATION_TIMEOUT_MS,
     ) -> None:
         super().__init__(
             client,
@@ -236,6 +240,8 @@ class PartitionedStore(Store):
             acquisition=acquisition,
             history_max_len=history_max_len,
             history_ttl_ms=history_ttl_ms,
+            durability=durability,
+            replication_timeout_ms=replication_timeout_ms,
         )
         self.layout = layout
         self.parts = [
@@ -245,6 +251,8 @@ class PartitionedStore(Store):
                 acquisition=acquisition,
                 history_max_len=history_max_len,
                 history_ttl_ms=history_ttl_ms,
+                durability=durability,
+                replication_timeout_ms=replication_timeout_ms,
                 tag=tag,
             )
             for tag in layout.tags
@@ -391,12 +399,11 @@ class PartitionedStore(Store):
         if isinstance(max_jobs, bool) or not isinstance(max_jobs, int) or max_jobs < 0:
             raise ValidationError(f"max_jobs must be a non-negative integer, got {max_jobs!r}")
         lock, high_key, low_key, xcap, promote_cap, reclaim_cap, *type_args = options.args
-        pipe = self.client.pipeline(transaction=False)
-        for part in self.parts:
-            part._run("peek", [max_jobs, high_key, low_key, *type_args], client=pipe)
+        peek_args = [max_jobs, high_key, low_key, *type_args]
+        peeked = self._per_node({k: ("peek", peek_args) for k in range(len(self.parts))})
         heads: list[tuple[bytes, int]] = []
         now_ms, next_due_ms = 0, None
-        for k, reply in enumerate(self._execute(pipe)):
+        for k, reply in sorted(peeked.items()):
             now, next_due, *keys = reply
             now_ms = max(now_ms, int(now))
             if next_due >= 0 and (next_due_ms is None or next_due < next_due_ms):
@@ -431,11 +438,14 @@ class PartitionedStore(Store):
                 for k, n in sorted(shares.items())
             ]
         else:
-            pipe = self.client.pipeline(transaction=False)
-            for k, n in sorted(shares.items()):
-                args = [owner, n, lock, high_key, floor, xcap, promote_cap, reclaim_cap]
-                self.parts[k]._run("acquire", [*args, *type_args], client=pipe)
-            parts = [Store.parse_acquired(reply) for reply in self._execute(pipe)]
+            calls = {
+                k: ("acquire", [owner, n, lock, high_key, floor, xcap, promote_cap, reclaim_cap])
+                for k, n in shares.items()
+            }
+            for _, args in calls.values():
+                args.extend(type_args)
+            acquired = self._per_node(calls)
+            parts = [Store.parse_acquired(reply) for _, reply in sorted(acquired.items())]
         batches = sorted(
             (batch for got in parts for batch in got.batches), key=lambda b: _ordered(b[0])
         )
@@ -451,12 +461,24 @@ class PartitionedStore(Store):
             parked=sum(got.parked for got in parts),
         )
 
-    @staticmethod
-    def _execute(pipe: Any) -> list[Any]:
-        try:
-            replies: list[Any] = pipe.execute()
-        except redis.ResponseError as exc:
-            raise translate_script_error(exc) from exc
+    def _per_node(self, calls: dict[int, tuple[str, list[Any]]]) -> dict[int, Any]:
+        """Runs one script call per partition, as one pipeline per Redis server (on a
+        cluster, the master of each partition's slot): one round trip per master."""
+        by_node: dict[int, tuple[redis.Redis, list[int]]] = {}
+        for k in calls:
+            node = node_client(self.client, self.parts[k].keys.jobs)
+            by_node.setdefault(id(node), (node, []))[1].append(k)
+        replies: dict[int, Any] = {}
+        for node, partitions in by_node.values():
+            pipe = node.pipeline(transaction=False)
+            for k in partitions:
+                script, args = calls[k]
+                self.parts[k]._run(script, args, client=pipe)
+            try:
+                got = pipe.execute()
+            except redis.ResponseError as exc:
+                raise translate_script_error(exc) from exc
+            replies.update(zip(partitions, got, strict=True))
         return replies
 
     def reclaim_expired_locks(self, cap: int = 1000) -> int:
@@ -603,6 +625,8 @@ def open_store(
     acquisition: str = "atomic",
     history_max_len: int = 0,
     history_ttl_ms: int = 0,
+    durability: str = "default",
+    replication_timeout_ms: int = DEFAULT_REPLICATION_TIMEOUT_MS,
 ) -> Store:
     """The store of a namespace: a plain Store for one partition (exactly the namespace
     of before), a PartitionedStore for more."""
@@ -614,6 +638,8 @@ def open_store(
             acquisition=acquisition,
             history_max_len=history_max_len,
             history_ttl_ms=history_ttl_ms,
+            durability=durability,
+            replication_timeout_ms=replication_timeout_ms,
         )
     return PartitionedStore(
         client,
@@ -621,4 +647,6 @@ def open_store(
         acquisition=acquisition,
         history_max_len=history_max_len,
         history_ttl_ms=history_ttl_ms,
+        durability=durability,
+        replication_timeout_ms=replication_timeout_ms,
     )

@@ -6,6 +6,7 @@ one pipeline of them), so each change is atomic in Redis.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,12 +14,14 @@ from typing import Any
 import redis
 
 from rexec.codec import check_ms, check_priority, check_type, priority_from_key, priority_key
+from rexec.connection import is_cluster, node_client
 from rexec.definitions import StoredDefinition, parse_definition
 from rexec.errors import (
     OptimisticLockingError,
     PartialEnqueueError,
     PriorityRuleUnavailableError,
     ProcessInstanceNotFoundError,
+    ReplicationTimeoutError,
     RexecError,
     ValidationError,
 )
@@ -38,6 +41,44 @@ DEFAULT_EXCLUSIVE_CAP = 100
 DEFAULT_PROMOTE_CAP = 2000
 DEFAULT_RECLAIM_CAP = 1000
 MAX_RETRIES = 1_000_000
+
+DURABILITY_MODES = ("default", "replicated")
+DEFAULT_REPLICATION_TIMEOUT_MS = 1000
+# The scripts whose success a caller is told of (an enqueue, a commit, a failure, an
+# operator's change): with durability="replicated" each waits for a replica. Acquiring,
+# renewing, unlocking and reclaiming do not: losing one of those makes a job run again
+# (at least once), never lost.
+CONFIRMED_SCRIPTS = frozenset(
+    {
+        "enqueue",
+        "complete",
+        "commit",
+        "fail",
+        "set_priority",
+        "set_suspended",
+        "set_retries",
+        "delete_job",
+        "start_process",
+        "set_variables",
+        "deploy",
+        "check_repair",
+    }
+)
+# A cluster whose slot map changed answers MOVED: the script did not run, so it is sent
+# again to the new master after the map is re-read.
+MOVED_ATTEMPTS = 5
+
+
+def check_durability(mode: object) -> str:
+    if mode not in DURABILITY_MODES:
+        raise ValidationError(f"durability must be 'default' or 'replicated', got {mode!r}")
+    return str(mode)
+
+
+def check_replication_timeout(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 600_000:
+        raise ValidationError(f"replication_timeout_ms must be 1..600000, got {value!r}")
+    return value
 
 
 def _check_retries(value: object) -> None:
@@ -262,8 +303,12 @@ class Store:
         history_max_len: int = 0,
         history_ttl_ms: int = 0,
         tag: str = "",
+        durability: str = "default",
+        replication_timeout_ms: int = DEFAULT_REPLICATION_TIMEOUT_MS,
     ) -> None:
         check_acquisition(acquisition)
+        self.durability = check_durability(durability)
+        self.replication_timeout_ms = check_replication_timeout(replication_timeout_ms)
         for name, value in (
             ("history_max_len", history_max_len),
             ("history_ttl_ms", history_ttl_ms),
@@ -280,10 +325,16 @@ class Store:
         self.scripts = Scripts(client)
         self._enqueue_loaded = False
 
+    @property
+    def replicated(self) -> bool:
+        return self.durability == "replicated"
+
     def _run(
         self, script: str, args: Sequence[bytes | str | int], client: redis.Redis | None = None
     ) -> object:
         try:
+            if client is None and self.replicated and script in CONFIRMED_SCRIPTS:
+                return self._run_confirmed(script, args)
             return getattr(self.scripts, script)(
                 keys=self._script_keys, args=list(args), client=client
             )
@@ -308,9 +359,56 @@ class Store:
             for name, value in raw.items():
                 totals[name] = totals.get(name, 0) + int(value)
         return {name: str(value).encode() for name, value in totals.items()}
+    def write_pipeline(self) -> redis.client.Pipeline:
+        """A pipeline on ONE connection to the master of this namespace: on a cluster,
+        to the node of its slot (so WAIT, which has no key, goes where the writes went)."""
+        return node_client(self.client, self._script_keys[0]).pipeline(transaction=False)
+
+    def execute_confirmed(self, pipe: redis.client.Pipeline) -> list[Any]:
+        """Runs ``pipe`` and, with durability="replicated", waits on the same connection
+        for one replica to have every write of it; raises ReplicationTimeoutError (the
+        replies in ``exc.reply``) when none confirms within the timeout."""
+        if not self.replicated:
+            return list(pipe.execute())
+        pipe.execute_command("WAIT", 1, self.replication_timeout_ms)  # type: ignore[no-untyped-call]
+        try:
+            *replies, acked = pipe.execute()
+        except (redis.ConnectionError, redis.TimeoutError, redis.exceptions.MovedError):
+            self._refresh_slots()
+            raise
+        if int(acked) < 1:
+            raise ReplicationTimeoutError(
+                f"no replica confirmed the write within {self.replication_timeout_ms} ms"
+                " (durability='replicated'): it is on the master only",
+                reply=replies,
+            )
+        return replies
+
+    def _run_confirmed(self, script: str, args: Sequence[bytes | str | int]) -> object:
+        for attempt in range(MOVED_ATTEMPTS):
+            pipe = self.write_pipeline()
+            getattr(self.scripts, script)(keys=self._script_keys, args=list(args), client=pipe)
+            try:
+                return self.execute_confirmed(pipe)[0]
+            except ReplicationTimeoutError as exc:
+                replies: list[object] = exc.reply  # type: ignore[assignment]
+                exc.reply = replies[0]
+                raise
+            except redis.exceptions.MovedError:
+                if attempt == MOVED_ATTEMPTS - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _refresh_slots(self) -> None:
+        """After a failover seen by hand (MOVED, a dead node): re-read the slot map."""
+        if is_cluster(self.client):
+            # The next command tries again anyway.
+            with contextlib.suppress(Exception):
+                self.client.nodes_manager.initialize()  # type: ignore[attr-defined]
 
     def time_ms(self) -> int:
-        seconds, micros = self.client.time()
+        # On a cluster, the clock of the node that holds the namespace (its scripts' clock).
+        seconds, micros = node_client(self.client, self._script_keys[0]).time()
         return int(seconds) * 1000 + int(micros) // 1000
 
     # -- producers -----------------------------------------------------------------------
@@ -379,25 +477,33 @@ class Store:
     def _stream_enqueue(self, wake: str, chunks: list[Sequence[NewJob]]) -> list[object]:
         """The reply of each chunk: its first id, or the RexecError it was refused with."""
         script = self.scripts.enqueue
+        node = node_client(self.client, self._script_keys[0])
         if not self._enqueue_loaded:
-            self.client.script_load(script.script)
+            node.script_load(script.script)
             self._enqueue_loaded = True
-        pool = self.client.connection_pool
+        pool = node.connection_pool
         conn = pool.get_connection()
         replies: list[object] = []
+        acked = 1
         try:
             for part in chunks:
                 conn.send_command(  # type: ignore[no-untyped-call]
                     "EVALSHA", script.sha, len(self._script_keys), *self._script_keys,
                     *self._enqueue_args(wake, part),
                 )  # fmt: skip
+            if self.replicated:
+                conn.send_command("WAIT", 1, self.replication_timeout_ms)  # type: ignore[no-untyped-call]
             for _ in chunks:
                 try:
                     replies.append(conn.read_response())
                 except redis.ResponseError as exc:
                     replies.append(exc)
-        except BaseException:
+            if self.replicated:
+                acked = int(conn.read_response())
+        except BaseException as exc:
             conn.disconnect()  # type: ignore[no-untyped-call]  # replies may be unread
+            if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
+                self._refresh_slots()
             raise
         finally:
             pool.release(conn)
@@ -409,8 +515,21 @@ class Store:
                     replies[i] = self._run("enqueue", self._enqueue_args(wake, chunks[i]))
                 except RexecError as exc:
                     replies[i] = exc
+            elif isinstance(reply, redis.exceptions.MovedError):
+                # A failover moved the slot while streaming: that chunk did not run.
+                self._refresh_slots()
+                try:
+                    replies[i] = self._run("enqueue", self._enqueue_args(wake, chunks[i]))
+                except RexecError as exc:
+                    replies[i] = exc
             elif isinstance(reply, redis.ResponseError):
                 replies[i] = translate_script_error(reply)
+        if acked < 1:
+            raise ReplicationTimeoutError(
+                f"no replica confirmed the enqueue within {self.replication_timeout_ms} ms"
+                " (durability='replicated'): the jobs are on the master only",
+                reply=replies,
+            )
         return replies
 
     def start_process_instance(
@@ -425,10 +544,10 @@ class Store:
         self, instances: Sequence[tuple[bytes, int | str | None, str]]
     ) -> list[str]:
         every = [_start_args(*instance) for instance in instances]
-        pipe = self.client.pipeline(transaction=False)
+        pipe = self.write_pipeline() if self.replicated else self.client.pipeline(transaction=False)
         for args in every:
             self._run("start_process", args, client=pipe)
-        return [_text(pi) for pi in pipe.execute()]
+        return [_text(pi) for pi in self.execute_confirmed(pipe)]
 
     def set_variables(
         self, process_instance_id: str, revision: int, variables_raw: bytes, forms: str

@@ -12,7 +12,7 @@ import orjson
 if TYPE_CHECKING:
     from rexec.app import App
     from rexec.settings import WorkerSettings
-from rexec.urls import mask_password
+from rexec.connection import mask_password
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
