@@ -359,6 +359,11 @@ class Store:
             for name, value in raw.items():
                 totals[name] = totals.get(name, 0) + int(value)
         return {name: str(value).encode() for name, value in totals.items()}
+    def _node_pipeline(self, transaction: bool = False) -> redis.client.Pipeline:
+        """A pipeline on the server of this namespace's slot (a cluster's pipeline
+        refuses TIME and transactions; every key of one namespace is on one node)."""
+        return node_client(self.client, self.keys.jobs).pipeline(transaction=transaction)
+
     def write_pipeline(self) -> redis.client.Pipeline:
         """A pipeline on ONE connection to the master of this namespace: on a cluster,
         to the node of its slot (so WAIT, which has no key, goes where the writes went)."""
@@ -706,7 +711,7 @@ class Store:
         """Removes a process instance's record and variables; False if it did not exist.
         Jobs still naming it can no longer read its variables."""
         check_process_instance_id(process_instance_id)
-        pipe = self.client.pipeline(transaction=True)
+        pipe = self._node_pipeline(transaction=True)
         pipe.hdel(self.keys.pis, process_instance_id)
         pipe.hdel(self.keys.vars, process_instance_id)
         pipe.hdel(self.keys.pvals, process_instance_id)
@@ -718,7 +723,7 @@ class Store:
         """A process instance's revision, own priority (None if it has none) and msgpack
         variables, read together."""
         check_process_instance_id(process_instance_id)
-        pipe = self.client.pipeline(transaction=True)
+        pipe = self._node_pipeline(transaction=True)
         pipe.hget(self.keys.pis, process_instance_id)
         pipe.hget(self.keys.vars, process_instance_id)
         record, raw = pipe.execute()
@@ -833,7 +838,7 @@ class Store:
 
     def get_job(self, job_id: str) -> Job | None:
         check_job_id(job_id)
-        pipe = self.client.pipeline(transaction=False)
+        pipe = self._node_pipeline(transaction=False)
         pipe.hget(self.keys.jobs, job_id)
         pipe.hget(self.keys.payloads, job_id)
         pipe.hget(self.keys.errors, job_id)
@@ -849,7 +854,7 @@ class Store:
         job_ids = self._ids(job_ids)
         if not job_ids:
             return []
-        pipe = self.client.pipeline(transaction=False)
+        pipe = self._node_pipeline(transaction=False)
         pipe.hmget(self.keys.jobs, list(job_ids))
         pipe.hmget(self.keys.payloads, list(job_ids))
         pipe.hmget(self.keys.errors, list(job_ids))
@@ -919,7 +924,7 @@ class Store:
         acquired. One round trip for the type list, one for the counts."""
         k = self.keys
         held = sorted(_text(t) for t in self.client.smembers(k.suspended_types))
-        pipe = self.client.pipeline(transaction=False)
+        pipe = self._node_pipeline(transaction=False)
         pipe.hlen(k.jobs)
         pipe.zcount(k.scheduled, f"({now_ms}", "+inf")
         pipe.zcard(k.locked)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter
+from pathlib import Path
 
 import pytest
 import redis
@@ -27,6 +28,7 @@ from rexec.partitions import (
 )
 from rexec.status import Status
 from rexec.store import NewJob, Store
+from rexec.topology import ClusterTopology
 from tests.harness import Cluster
 
 
@@ -309,3 +311,35 @@ def test_worker_nodes_commit_each_job_once_over_partitions(cluster: Cluster) -> 
         for before, after in itertools.pairwise(runs):
             assert after["started"] >= before["time"], "exclusive jobs of an instance overlapped"
     assert check(cluster.app.store) == []
+
+
+# -- on a Redis Cluster of 3 masters ---------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_partitions_spread_over_a_clusters_masters_and_nodes_drain_them(
+    redis_cluster: ClusterTopology, namespace: str, tmp_path: Path
+) -> None:
+    nodes = Cluster(redis_cluster.url, namespace, tmp_path)
+    try:
+        app = App(redis_cluster.url, namespace=namespace, partitions=3)
+        store = app.store
+        masters = {redis_cluster.master_of(part.keys.jobs).port for part in parts(app)}
+        assert len(masters) == 3, "each partition on its own master"
+        low, high = parts(app)[0], parts(app)[2]
+        low_ids = low.enqueue([NewJob("work", priority=1, exclusive=False) for _ in range(10)])
+        high_ids = high.enqueue([NewJob("work", priority=9, exclusive=False) for _ in range(10)])
+        got = store.acquire_jobs("w", 10)
+        assert sorted(job.id for job in got.jobs) == sorted(high_ids)
+        store.unlock_many(got.jobs)
+        ids = app.enqueue_many([{"type": "work", "payload": i} for i in range(300)])
+        node = nodes.start_node(processes=2, concurrency=4)
+        nodes.wait_for(lambda: app.management.counts()["total"] == 0, "every job to commit")
+        assert nodes.stop_node(node) == 0, nodes.node_logs()
+        executions = Counter(r["id"] for r in nodes.records("end"))
+        assert set(executions) == {*ids, *low_ids, *high_ids}
+        assert set(executions.values()) == {1}
+        assert check(store) == []
+        app.close()
+    finally:
+        nodes.close()
