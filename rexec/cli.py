@@ -23,6 +23,7 @@ import click
 import msgpack
 import orjson
 import redis
+from redis.crc import key_slot
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -39,6 +40,7 @@ from rexec.errors import (
     RexecError,
 )
 from rexec.job import Job, JobState
+from rexec.partitions import MAX_PARTITIONS, read_layout
 from rexec.options import APP_URL_HELP, namespace_option, redis_url_option, target_options
 from rexec.target import NoTargetError, resolve, tell_target
 from rexec.target import load_app as import_app
@@ -429,6 +431,58 @@ def job(app: App, *, job_id: str, as_json: bool) -> None:
         else:
             shown = cell(value)
         table.add_row(Text(name, style="bold"), shown)
+    console().print(table)
+
+
+@main.group(cls=RexecGroup)
+def namespace() -> None:
+    """Create a namespace with its partitions, or show its partition layout."""
+
+
+@namespace.command("create")
+@click.argument("name")
+@click.option(
+    "--partitions",
+    type=click.IntRange(1, MAX_PARTITIONS),
+    default=1,
+    show_default=True,
+    help="Hash tags to spread the namespace over (fixed from now on; see docs/scaling.md).",
+)
+@redis_url_option()
+def namespace_create(name: str, partitions: int, redis_url: str | None) -> None:
+    """Create namespace NAME with its partition count (an existing namespace must have
+    the same count: it is fixed at creation)."""
+    with App(redis_url, namespace=name, partitions=partitions) as app:
+        _ = app.store  # creates it, or checks the count
+        layout = read_layout(app.client, name)
+        click.echo(f"namespace {name!r}: {layout.count} partition{'s' if layout.count > 1 else ''}")
+
+
+@namespace.command("show")
+@click.argument("name", required=False)
+@json_option
+@redis_url_option()
+def namespace_show(name: str | None, as_json: bool, redis_url: str | None) -> None:
+    """The partitions of namespace NAME (or REXEC_NAMESPACE, else default): their hash
+    tags, Redis Cluster slots and jobs."""
+    with App(redis_url, namespace=name) as app:
+        store = app.store
+        now = store.time_ms()
+        rows = [
+            {
+                "partition": k,
+                "tag": part.keys.prefix[len("rexec:{") : -2],
+                "slot": key_slot(part.keys.jobs.encode()),
+                "jobs": part.state_counts(now)["total"],
+            }
+            for k, part in enumerate(store.partition_stores)
+        ]
+    if as_json:
+        print_json({"namespace": app.namespace, "partitions": rows})
+        return
+    table = Table("partition", "hash tag", "slot", "jobs", title=f"namespace {app.namespace!r}")
+    for row in rows:
+        table.add_row(*(cell(row[k]) for k in ("partition", "tag", "slot", "jobs")))
     console().print(table)
 
 

@@ -8,6 +8,7 @@ import itertools
 from collections import Counter
 from pathlib import Path
 
+import orjson
 import pytest
 import redis
 from redis.crc import key_slot
@@ -343,3 +344,39 @@ def test_partitions_spread_over_a_clusters_masters_and_nodes_drain_them(
         app.close()
     finally:
         nodes.close()
+
+
+# -- the CLI -----------------------------------------------------------------------------------
+
+
+def test_namespace_create_and_show_on_the_command_line(redis_url: str, namespace: str) -> None:
+    from click.testing import CliRunner
+
+    from rexec.cli import main
+
+    runner = CliRunner(env={"COLUMNS": "200", "REXEC_REDIS_URL": redis_url})
+    created = runner.invoke(main, ["namespace", "create", namespace, "--partitions", "3"])
+    assert created.exit_code == 0, created.output
+    assert "3 partitions" in created.output
+    again = runner.invoke(main, ["namespace", "create", namespace, "--partitions", "3"])
+    assert again.exit_code == 0, again.output
+    shown = runner.invoke(main, ["namespace", "show", namespace, "--json"])
+    assert shown.exit_code == 0, shown.output
+    rows = orjson.loads(shown.output)["partitions"]
+    assert [row["tag"] for row in rows] == [namespace, *choose_tags(namespace, 3)[1:]]
+    conflict = runner.invoke(main, ["namespace", "create", namespace, "--partitions", "5"])
+    assert conflict.exit_code != 0
+    assert f"namespace {namespace!r} has 3 partitions, not 5" in conflict.output
+    assert len(conflict.output.strip().splitlines()) == 1
+    enqueued = runner.invoke(main, ["enqueue", "a", "--count", "6", "--namespace", namespace])
+    assert enqueued.exit_code == 0, enqueued.output
+    listed = runner.invoke(main, ["jobs", "--json", "--namespace", namespace])
+    assert listed.exit_code == 0, listed.output
+    job_ids = [job["id"] for job in orjson.loads(listed.output)]
+    assert len(job_ids) == 6
+    app = App(redis_url, namespace=namespace)
+    assert {app.store.layout.of_job(job_id) for job_id in job_ids} == {0, 1, 2}  # type: ignore[attr-defined]
+    one = runner.invoke(main, ["job", job_ids[-1], "--json", "--namespace", namespace])
+    assert one.exit_code == 0, one.output
+    assert orjson.loads(one.output)["id"] == job_ids[-1]
+    app.close()
