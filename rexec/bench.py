@@ -496,7 +496,7 @@ def render(console: Console, result: dict[str, Any]) -> None:
 @click.command("bench")
 @click.argument(
     "which",
-    type=click.Choice(["store", "drain", "latency", "cluster", "soak", "chaos", "all"]),
+    type=click.Choice(["store", "drain", "latency", "cluster", "soak", "chaos", "scale", "all"]),
     default="all",
 )
 @redis_url_option("Use this Redis (an empty one).")
@@ -607,6 +607,9 @@ def bench_command(  # noqa: PLR0917 - one parameter per click option
 ) -> None:
     """Measure rexec on this machine: store, drain, latency, cluster, soak, or all.
 
+    ``scale`` drains --jobs no-op jobs on local Redis Clusters of 1, 2 and 3 masters
+    (a partition per master) and reports jobs/s and each master's Redis CPU per job.
+
     ``all`` runs store, drain, latency and cluster; ``soak`` (an hour by default) and
     ``chaos`` (kills processes and Redis while 20,000 jobs drain, on its own Redis) run
     only when asked for."""
@@ -624,6 +627,15 @@ def bench_command(  # noqa: PLR0917 - one parameter per click option
         click.echo(orjson.dumps(report, option=orjson.OPT_INDENT_2, default=str).decode())
         if report.get("violations"):
             raise SystemExit(1)
+        return
+    if which == "scale":
+        from rexec.bench_scale import bench_scale
+
+        console.print(f"scale: draining {jobs:,} no-op jobs on 1, 2 and 3 local masters ...")
+        result = bench_scale(jobs, processes, concurrency)
+        if not as_json:
+            render(console, result)
+        click.echo(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
         return
     results = []
     with redis_for_demo(redis_url) as url:

@@ -510,7 +510,17 @@ class PartitionedStore(Store):
     def commit(self, job: Job, effects: Effects, *, lock_ms: int = 30_000) -> list[Job]:
         """As Store.commit, in the job's partition (its instance's, whose variables,
         joins and follow-ups live there too)."""
-        return self._job_part(job).commit(job, effects, lock_ms=lock_ms)
+        part = self._job_part(job)
+        home = self.parts.index(part)
+        for new in (*(b.job for b in effects.jobs), *(j for _, j in effects.joins)):
+            pi = new.process_instance_id
+            if pi is not None and self.layout.of_instance(pi) != home:
+                raise ValidationError(
+                    f"job {job.id} creates a job for process instance {pi!r}, which lives in"
+                    f" partition {self.layout.of_instance(pi)}, not {home}: a commit creates"
+                    " jobs in its own partition only (enqueue it with the app instead)"
+                )
+        return part.commit(job, effects, lock_ms=lock_ms)
 
     def complete_many(self, jobs: Sequence[Job]) -> list[Status]:
         return self._statuses_by_job(jobs, lambda part, mine: part.complete_many(mine))

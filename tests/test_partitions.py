@@ -380,3 +380,24 @@ def test_namespace_create_and_show_on_the_command_line(redis_url: str, namespace
     assert one.exit_code == 0, one.output
     assert orjson.loads(one.output)["id"] == job_ids[-1]
     app.close()
+
+
+def test_a_commit_refuses_a_follow_up_for_an_instance_of_another_partition(
+    client: redis.Redis, namespace: str
+) -> None:
+    from rexec.store import Effects, NewBranch
+
+    app = partitioned(client, namespace)
+    layout = app.store.layout
+    instances = [app.start_process_instance({}) for _ in range(3)]
+    here, elsewhere = instances[0], instances[1]
+    assert layout.of_instance(here) != layout.of_instance(elsewhere)
+    app.enqueue("a", process_instance_id=here)
+    [job] = app.store.acquire_jobs("w", 1).jobs
+    foreign = Effects(jobs=(NewBranch(NewJob("b", process_instance_id=elsewhere)),))
+    with pytest.raises(ValidationError, match="lives in partition"):
+        app.store.commit(job, foreign)
+    own = Effects(jobs=(NewBranch(NewJob("b", process_instance_id=here)),))
+    assert app.store.commit(job, own) == []
+    assert [j.type for j in app.management.instance_jobs(here)] == ["b"]
+    assert check(app.store) == []
