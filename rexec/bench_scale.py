@@ -55,8 +55,12 @@ def drain_on_masters(
         store = app.store
         chunk = 10_000
         for start in range(0, jobs, chunk):
-            store.enqueue([NewJob("noop", exclusive=False) for _ in range(min(chunk, jobs - start))])
-        ports = sorted({int(topology.master_of(p.keys.jobs).port or 0) for p in store.partition_stores})
+            store.enqueue(
+                [NewJob("noop", exclusive=False) for _ in range(min(chunk, jobs - start))]
+            )
+        ports = sorted(
+            {int(topology.master_of(p.keys.jobs).port or 0) for p in store.partition_stores}
+        )
         before = {port: _usage(port) for port in ports}
         settings = WorkerSettings(
             app_path="rexec.bench_app:app",
@@ -125,6 +129,11 @@ def bench_scale(
         )
     return {
         "benchmark": "scale",
-        "parameters": {"jobs": jobs, "nodes": 1, "processes": processes, "concurrency": concurrency},
+        "parameters": {
+            "jobs": jobs,
+            "nodes": 1,
+            "processes": processes,
+            "concurrency": concurrency,
+        },
         "runs": runs,
     }

@@ -40,7 +40,6 @@ recomputes ``pilocks`` and join counts, and raises ``seq``. It never deletes a j
 from __future__ import annotations
 
 import dataclasses
-
 import re
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
@@ -197,7 +196,7 @@ class Violation:
         return (self.kind, self.job_id, self.key, self.item, self.partition)
 
     def as_dict(self) -> dict[str, Any]:
-        found = {
+        found: dict[str, Any] = {
             "kind": str(self.kind),
             "job_id": self.job_id,
             "key": self.key,
@@ -243,7 +242,7 @@ class _Checker:
         self.scripts: dict[str, Script] = {
             name: self.client.register_script(_source(name)) for name in CHECK_SCRIPTS
         }
-        self.found: dict[tuple[str, str | None, str, str | None], Violation] = {}
+        self.found: dict[tuple[str, str | None, str, str | None, int], Violation] = {}
         self.max_id = 0
         self.max_id_where = ""
         self.locked_exclusive: defaultdict[bytes, set[bytes]] = defaultdict(set)
@@ -817,7 +816,7 @@ def check(store: Store, *, chunk: int = DEFAULT_CHUNK) -> list[Violation]:
     A partitioned namespace is checked partition by partition (each is self-contained:
     an instance and all its jobs live in one); ``partition`` says where.
     """
-    found = []
+    found: list[Violation] = []
     for k, part in enumerate(store.partition_stores):
         found.extend(
             v if k == 0 else dataclasses.replace(v, partition=k)

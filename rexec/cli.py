@@ -40,8 +40,8 @@ from rexec.errors import (
     RexecError,
 )
 from rexec.job import Job, JobState
-from rexec.partitions import MAX_PARTITIONS, read_layout
 from rexec.options import APP_URL_HELP, namespace_option, redis_url_option, target_options
+from rexec.partitions import MAX_PARTITIONS, read_layout
 from rexec.target import NoTargetError, resolve, tell_target
 from rexec.target import load_app as import_app
 

@@ -4,8 +4,9 @@ Every key of a namespace carries the hash tag ``{namespace}``, so all of them li
 one Redis Cluster slot and every script can take them all in ``KEYS``. A partitioned
 namespace (rexec/partitions.py) has one such set of keys per partition: partition 0 is
 the namespace's own ``{namespace}``, each other partition has its own tag
-``{namespace/p<k>.<salt>}``, so each partition is one slot and the scripts are unchanged. The layout is
-documented in docs/internals/redis-schema.md; tests/test_keys.py pins the exact strings.
+``{namespace/p<k>.<salt>}``, so each partition is one slot and the scripts are
+unchanged. The layout is documented in docs/internals/redis-schema.md;
+tests/test_keys.py pins the exact strings.
 """
 
 from __future__ import annotations

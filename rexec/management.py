@@ -405,9 +405,7 @@ class Management:
         range: O(log N + its jobs), whatever the number of other jobs)."""
         check_process_instance_id(process_instance_id)
         if self.parts:
-            return self._part_of_instance(process_instance_id).instance_job_ids(
-                process_instance_id
-            )
+            return self._part_of_instance(process_instance_id).instance_job_ids(process_instance_id)
         prefix = process_instance_id.encode() + b"|"
         members: list[bytes] = self.client.zrangebylex(  # type: ignore[assignment]
             self.keys.instance_jobs, b"[" + prefix, b"[" + prefix + b"\xff"

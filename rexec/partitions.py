@@ -35,6 +35,7 @@ from typing import Any
 import redis
 from redis.crc import key_slot
 
+from rexec.connection import node_client
 from rexec.errors import (
     ConfigurationError,
     PartialEnqueueError,
@@ -44,7 +45,6 @@ from rexec.errors import (
 from rexec.job import Job, JobState
 from rexec.keys import Keys
 from rexec.retry import RetryCycle
-from rexec.connection import node_client
 from rexec.status import Status, translate_script_error
 from rexec.store import (
     DEFAULT_REPLICATION_TIMEOUT_MS,
@@ -53,6 +53,7 @@ from rexec.store import (
     Effects,
     NewJob,
     Store,
+    _owner_of,
     check_job_id,
     check_owner,
     check_process_instance_id,
@@ -168,7 +169,7 @@ def read_layout(client: redis.Redis, namespace: str) -> Layout:
     raw = client.get(Keys(namespace).partitions)
     if raw is None:
         return Layout(namespace)
-    return Layout.from_json(namespace, raw)  # type: ignore[arg-type]
+    return Layout.from_json(namespace, raw)
 
 
 def _conflict(namespace: str, has: int, asked: int) -> PartitionCountError:
@@ -400,7 +401,7 @@ class PartitionedStore(Store):
             raise ValidationError(f"max_jobs must be a non-negative integer, got {max_jobs!r}")
         lock, high_key, low_key, xcap, promote_cap, reclaim_cap, *type_args = options.args
         peek_args = [max_jobs, high_key, low_key, *type_args]
-        peeked = self._per_node({k: ("peek", peek_args) for k in range(len(self.parts))})
+        peeked = self._per_node(dict.fromkeys(range(len(self.parts)), ("peek", peek_args)))
         heads: list[tuple[bytes, int]] = []
         now_ms, next_due_ms = 0, None
         for k, reply in sorted(peeked.items()):
@@ -523,7 +524,25 @@ class PartitionedStore(Store):
         return part.commit(job, effects, lock_ms=lock_ms)
 
     def complete_many(self, jobs: Sequence[Job]) -> list[Status]:
-        return self._statuses_by_job(jobs, lambda part, mine: part.complete_many(mine))
+        """As Store.complete_many; the partitions' shares go as one pipeline per master
+        (each share through Store.complete_many when every write waits for a replica)."""
+        groups = self._by_job(jobs)
+        if self.replicated or len(groups) == 1:
+            return self._statuses_by_job(jobs, lambda part, mine: part.complete_many(mine))
+        owner = _owner_of(jobs)
+        calls: dict[int, tuple[str, list[Any]]] = {}
+        for k, positions in groups.items():
+            args: list[Any] = [
+                self.keys.wake_channel, owner, self.history_max_len, self.history_ttl_ms
+            ]  # fmt: skip
+            for i in positions:
+                args += (jobs[i].id, jobs[i].revision)
+            calls[k] = ("complete", args)
+        statuses: list[Status] = [Status.NO_SUCH_JOB] * len(jobs)
+        for k, reply in self._per_node(calls).items():
+            for i, status in zip(groups[k], reply, strict=True):
+                statuses[i] = Status(status)
+        return statuses
 
     def fail(
         self,

@@ -359,6 +359,7 @@ class Store:
             for name, value in raw.items():
                 totals[name] = totals.get(name, 0) + int(value)
         return {name: str(value).encode() for name, value in totals.items()}
+
     def _node_pipeline(self, transaction: bool = False) -> redis.client.Pipeline:
         """A pipeline on the server of this namespace's slot (a cluster's pipeline
         refuses TIME and transactions; every key of one namespace is on one node)."""

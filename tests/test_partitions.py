@@ -291,9 +291,7 @@ def test_worker_nodes_commit_each_job_once_over_partitions(cluster: Cluster) -> 
     for _ in range(4):
         for pi in instances:
             exclusive[pi].append(
-                cluster.app.enqueue(
-                    "work", {"sleep": 0.01}, process_instance_id=pi, exclusive=True
-                )
+                cluster.app.enqueue("work", {"sleep": 0.01}, process_instance_id=pi, exclusive=True)
             )
     assert {layout.of_job(job_id) for job_id in ids} == {0, 1, 2}
     cluster.wait_for(

@@ -356,7 +356,9 @@ def api_routes(cockpit: Cockpit) -> list[BaseRoute]:
         cascade = boolean(body.get("cascade", False), "cascade")
 
         def change() -> dict[str, Any]:
-            changed = app.management.set_overriding_job_priority(job_type, priority, cascade=cascade)
+            changed = app.management.set_overriding_job_priority(
+                job_type, priority, cascade=cascade
+            )
             return type_state(job_type, changed if cascade else None)
 
         return JSON(await run_in_threadpool(act, change))
@@ -379,7 +381,9 @@ def api_routes(cockpit: Cockpit) -> list[BaseRoute]:
 
             def change() -> dict[str, Any]:
                 if suspend:
-                    changed = app.management.suspend_job_definition(job_type, include_jobs=include_jobs)
+                    changed = app.management.suspend_job_definition(
+                        job_type, include_jobs=include_jobs
+                    )
                 else:
                     changed = app.management.activate_job_definition(
                         job_type, include_jobs=include_jobs
