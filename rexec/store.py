@@ -550,7 +550,7 @@ class Store:
         self, instances: Sequence[tuple[bytes, int | str | None, str]]
     ) -> list[str]:
         every = [_start_args(*instance) for instance in instances]
-        pipe = self.write_pipeline() if self.replicated else self.client.pipeline(transaction=False)
+        pipe = self.write_pipeline() if self.replicated else self._node_pipeline()
         for args in every:
             self._run("start_process", args, client=pipe)
         return [_text(pi) for pi in self.execute_confirmed(pipe)]

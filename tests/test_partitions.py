@@ -331,7 +331,10 @@ def test_partitions_spread_over_a_clusters_masters_and_nodes_drain_them(
         got = store.acquire_jobs("w", 10)
         assert sorted(job.id for job in got.jobs) == sorted(high_ids)
         store.unlock_many(got.jobs)
+        instances = app.start_process_instances([{"i": i} for i in range(6)])
+        assert {store.layout.of_instance(pi) for pi in instances} == {0, 1, 2}  # type: ignore[attr-defined]
         ids = app.enqueue_many([{"type": "work", "payload": i} for i in range(300)])
+        ids += app.enqueue_many([{"type": "work", "process_instance_id": pi} for pi in instances])
         node = nodes.start_node(processes=2, concurrency=4)
         nodes.wait_for(lambda: app.management.counts()["total"] == 0, "every job to commit")
         assert nodes.stop_node(node) == 0, nodes.node_logs()
