@@ -402,3 +402,30 @@ def test_a_commit_refuses_a_follow_up_for_an_instance_of_another_partition(
     assert app.store.commit(job, own) == []
     assert [j.type for j in app.management.instance_jobs(here)] == ["b"]
     assert check(app.store) == []
+
+
+def test_prometheus_metrics_span_the_partitions(client: redis.Redis, namespace: str) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from rexec.prometheus import render_metrics
+
+    app = partitioned(client, namespace)
+    app.enqueue_many([{"type": "mail"}] * 6 + [{"type": "report", "retries": 1}] * 3)
+    got = app.store.acquire_jobs("n-1.0.5", 4, types=["mail"])
+    app.store.complete_many(got.jobs)
+    for job in app.store.acquire_jobs("n-1.0.5", 10, types=["report"]).jobs:
+        app.store.fail(job, "boom")
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(render_metrics(app).decode())
+        for s in family.samples
+    }
+
+    def value(name: str, **labels: str) -> float | None:
+        wanted = {"namespace": namespace, **labels}
+        return samples.get((name, tuple(sorted(wanted.items()))))
+
+    assert value("rexec_jobs", state="ready") == 2
+    assert value("rexec_jobs", state="incident") == 3
+    assert value("rexec_jobs_finished_total", job_type="mail", outcome="completed") == 4
+    assert value("rexec_jobs_finished_total", job_type="report", outcome="incident") == 3
