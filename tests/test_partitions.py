@@ -429,3 +429,29 @@ def test_prometheus_metrics_span_the_partitions(client: redis.Redis, namespace: 
     assert value("rexec_jobs", state="incident") == 3
     assert value("rexec_jobs_finished_total", job_type="mail", outcome="completed") == 4
     assert value("rexec_jobs_finished_total", job_type="report", outcome="incident") == 3
+
+
+def test_a_worker_process_waits_for_redis_to_open_its_namespace() -> None:
+    """Opening a store reads the partition layout: a worker process started while
+    Redis is away waits for it (as its loops do) instead of dying."""
+    from rexec.executor.process import open_store_when_reachable
+    from rexec.health import ProcessHealth
+
+    class Flaky:
+        def __init__(self, failures: list[BaseException]) -> None:
+            self.failures = failures
+            self.opened = 0
+
+        @property
+        def store(self) -> object:
+            if self.failures:
+                raise self.failures.pop(0)
+            self.opened += 1
+            return object()
+
+    app = Flaky([redis.ConnectionError("refused"), redis.BusyLoadingError("loading")])
+    open_store_when_reachable(app, ProcessHealth(), max_wait_s=0.01)  # type: ignore[arg-type]
+    assert app.opened == 1 and not app.failures
+    bad = Flaky([PartitionCountError("namespace 'x' has 3 partitions, not 2")])
+    with pytest.raises(PartitionCountError):
+        open_store_when_reachable(bad, None)  # type: ignore[arg-type]

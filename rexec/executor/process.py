@@ -22,6 +22,7 @@ from typing import Any
 import orjson
 
 from rexec.app import App
+from rexec.errors import is_transient, safe_str
 from rexec.executor.acquirer import Acquirer
 from rexec.executor.committer import Committer
 from rexec.executor.event_loop import EventLoop
@@ -197,6 +198,32 @@ def fold_metrics_on_clean_stop(worker: Worker) -> None:
     worker.store.retire_worker(worker.id)
 
 
+def open_store_when_reachable(
+    app: App, health: ProcessHealth | None, max_wait_s: float = 2.0
+) -> None:
+    """Opens the app's store, waiting while Redis is away: opening reads the namespace's
+    partition layout (rexec/partitions.py), and a worker started during an outage waits
+    for Redis, as its loops do, instead of dying."""
+    wait_s = 0.05
+    told = False
+    while True:
+        try:
+            _ = app.store
+            if told and health is not None:
+                health.set_redis_ok(True)
+            return
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            if health is not None:
+                health.set_redis_ok(False)
+            if not told:
+                log.warning("waiting for Redis to open the namespace: %s", safe_str(exc))
+                told = True
+            time.sleep(wait_s)
+            wait_s = min(max_wait_s, wait_s * 2)
+
+
 def worker_process_main(
     settings: WorkerSettings, index: int, node_id: str, health: ProcessHealth | None = None
 ) -> None:
@@ -209,6 +236,7 @@ def worker_process_main(
     configure_logging(settings.log_level, settings.log_format)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor handles Ctrl-C
     app = load_app(settings)
+    open_store_when_reachable(app, health)
 
     worker = Worker(app, settings, index=index, node_id=node_id, health=health)
     signal.signal(signal.SIGTERM, lambda *_: worker.stop())
