@@ -166,7 +166,13 @@ class Layout:
 
 def read_layout(client: redis.Redis, namespace: str) -> Layout:
     """The namespace's stored layout; one partition when none is stored."""
-    raw = client.get(Keys(namespace).partitions)
+    try:
+        raw = client.get(Keys(namespace).partitions)
+    except redis.exceptions.NoPermissionError:
+        # A user refused this key is refused every key of partition 0 (ACLs grant a
+        # namespace by its prefix): each call then fails on its own, as it did before
+        # namespaces had a layout, rather than here.
+        return Layout(namespace)
     if raw is None:
         return Layout(namespace)
     return Layout.from_json(namespace, raw)
