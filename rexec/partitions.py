@@ -409,24 +409,28 @@ class PartitionedStore(Store):
         peek_args = [max_jobs, high_key, low_key, *type_args]
         peeked = self._per_node(dict.fromkeys(range(len(self.parts)), ("peek", peek_args)))
         heads: list[tuple[bytes, int]] = []
+        # A partition with an expired lock gets an acquire call even with no share (of
+        # 0 jobs, then): acquire is what reclaims expired locks.
+        shares: dict[int, int] = {}
         now_ms, next_due_ms = 0, None
         for k, reply in sorted(peeked.items()):
-            now, next_due, *keys = reply
+            now, next_due, expired, *keys = reply
             now_ms = max(now_ms, int(now))
             if next_due >= 0 and (next_due_ms is None or next_due < next_due_ms):
                 next_due_ms = int(next_due)
+            if expired:
+                shares[k] = 0
             heads.extend((bytes(key[:28]), k) for key in keys)
         heads.sort()
         chosen = heads[:max_jobs]
-        if not chosen:
+        if not chosen and not shares:
             return AcquiredJobs(batches=[], now_ms=now_ms, next_due_ms=next_due_ms)
-        shares: dict[int, int] = {}
         for _, k in chosen:
             shares[k] = shares.get(k, 0) + 1
         # Nothing below the priority of the last job chosen: a partition that lost its
         # head meanwhile does not hand over a job that another partition's beats.
-        cut = chosen[-1][0][:16].decode()
-        floor = cut if low_key == "" or cut < str(low_key) else str(low_key)
+        cut = chosen[-1][0][:16].decode() if chosen else ""
+        floor = cut if low_key == "" or (cut and cut < str(low_key)) else str(low_key)
         if self.acquisition == "optimistic":
             parts = [
                 self.parts[k]._acquire_optimistic(

@@ -5,6 +5,7 @@ check over every partition, and real worker nodes committing exactly once."""
 from __future__ import annotations
 
 import itertools
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -455,3 +456,20 @@ def test_a_worker_process_waits_for_redis_to_open_its_namespace() -> None:
     bad = Flaky([PartitionCountError("namespace 'x' has 3 partitions, not 2")])
     with pytest.raises(PartitionCountError):
         open_store_when_reachable(bad, None)  # type: ignore[arg-type]
+
+
+def test_an_expired_lock_in_an_otherwise_idle_partition_is_reclaimed(
+    client: redis.Redis, namespace: str
+) -> None:
+    """Acquire is what reclaims expired locks: a partition with nothing ready but an
+    expired lock still gets its acquire call, so a crashed worker's job runs again."""
+    app = partitioned(client, namespace)
+    [job_id] = parts(app)[2].enqueue([NewJob("a", exclusive=False)])
+    [taken] = app.store.acquire_jobs("crashed", 1, lock_ms=100).jobs
+    assert taken.id == job_id
+    time.sleep(0.15)
+    first = app.store.acquire_jobs("alive", 5)
+    assert first.reclaimed == 1
+    got = first.jobs or app.store.acquire_jobs("alive", 5).jobs
+    assert [(job.id, job.lock_owner) for job in got] == [(job_id, "alive")]
+    assert check(app.store) == []
