@@ -47,24 +47,38 @@ def parts(app: App) -> list[Store]:
 # -- layout ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("count", [2, 3, 6, 16])
-def test_partition_tags_spread_evenly_over_the_slots(count: int) -> None:
-    tags = choose_tags("shop", count)
-    base = key_slot(b"shop")
-    assert tags[0] == ""
-    for k, tag in enumerate(tags[1:], start=1):
-        target = (base + k * SLOTS // count) % SLOTS
-        distance = abs(key_slot(tag.encode()) - target) % SLOTS
-        assert min(distance, SLOTS - distance) <= max(1, SLOTS // (count * 64)), (k, tag)
-    assert choose_tags("shop", count) == tags  # deterministic
+@pytest.mark.parametrize("count", [2, 3, 6, 16, 256])
+def test_each_partition_takes_its_own_slice_of_the_slots(count: int) -> None:
+    width = SLOTS / count
+    for namespace in ("shop", "default", "t0"):
+        tags = choose_tags(namespace, count)
+        assert tags[0] == "" and len(tags) == count
+        slots = [key_slot((tag or namespace).encode()) for tag in tags]
+        slices = [int(slot // width) for slot in slots]
+        assert sorted(slices) == list(range(count)), (namespace, slots)
+        for slot, slice_ in zip(slots[1:], slices[1:], strict=True):
+            assert abs(slot + 0.5 - (slice_ + 0.5) * width) <= width / 4  # its middle half
+        assert choose_tags(namespace, count) == tags  # deterministic
 
 
-def test_three_partitions_land_on_three_masters_of_equal_ranges() -> None:
-    masters = [(0, 5460), (5461, 10922), (10923, 16383)]  # redis-cli --cluster create
-    for namespace in ("shop", "default", "t0", "orders.eu-1"):
-        slots = [key_slot((tag or namespace).encode()) for tag in choose_tags(namespace, 3)]
-        owners = {i for slot in slots for i, (lo, hi) in enumerate(masters) if lo <= slot <= hi}
-        assert owners == {0, 1, 2}, (namespace, slots)
+def owners(namespace: str, tags: tuple[str, ...], masters: int) -> list[int]:
+    """The master of each partition, with the slot ranges of equal masters."""
+    ranges = [(i * SLOTS // masters, (i + 1) * SLOTS // masters - 1) for i in range(masters)]
+    slots = [key_slot((tag or namespace).encode()) for tag in tags]
+    return [next(m for m, (lo, hi) in enumerate(ranges) if lo <= s <= hi) for s in slots]
+
+
+@pytest.mark.parametrize("masters", [2, 3, 4])
+def test_as_many_partitions_as_masters_put_one_on_each(masters: int) -> None:
+    for i in range(100):
+        namespace = f"ns{i}"
+        home = key_slot(namespace.encode())
+        if any(abs(home - b * SLOTS / masters) < 1 for b in range(1, masters)):
+            continue  # partition 0 right on a rounded range edge
+        one = owners(namespace, choose_tags(namespace, masters), masters)
+        assert sorted(one) == list(range(masters)), namespace
+        two = owners(namespace, choose_tags(namespace, 2 * masters), masters)
+        assert sorted(two) == sorted(list(range(masters)) * 2), namespace
 
 
 def test_one_partition_namespace_is_the_namespace_of_before(
