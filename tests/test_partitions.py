@@ -446,7 +446,9 @@ def test_prometheus_metrics_span_the_partitions(client: redis.Redis, namespace: 
     assert value("rexec_jobs_finished_total", job_type="report", outcome="incident") == 3
 
 
-def test_a_worker_process_waits_for_redis_to_open_its_namespace() -> None:
+def test_a_worker_process_waits_for_redis_to_open_its_namespace(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     """Opening a store reads the partition layout: a worker process started while
     Redis is away waits for it (as its loops do) instead of dying."""
     from rexec.executor.process import open_store_when_reachable
@@ -465,11 +467,17 @@ def test_a_worker_process_waits_for_redis_to_open_its_namespace() -> None:
             return object()
 
     app = Flaky([redis.ConnectionError("refused"), redis.BusyLoadingError("loading")])
-    open_store_when_reachable(app, ProcessHealth(), max_wait_s=0.01)  # type: ignore[arg-type]
+    health = ProcessHealth()
+    open_store_when_reachable(app, "n1.0.1", health, max_wait_s=0.01)  # type: ignore[arg-type]
     assert app.opened == 1 and not app.failures
+    said = [r.getMessage() for r in caplog.records if r.name == "rexec.worker"]
+    assert [m.split(" (")[0].split(" after")[0] for m in said] == [
+        "n1.0.1: Redis unreachable",
+        "n1.0.1: Redis reachable again",
+    ]
     bad = Flaky([PartitionCountError("namespace 'x' has 3 partitions, not 2")])
     with pytest.raises(PartitionCountError):
-        open_store_when_reachable(bad, None)  # type: ignore[arg-type]
+        open_store_when_reachable(bad, "n1.0.1", None)  # type: ignore[arg-type]
 
 
 def test_an_expired_lock_in_an_otherwise_idle_partition_is_reclaimed(
