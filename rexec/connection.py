@@ -30,7 +30,7 @@ from redis.cluster import ClusterNode, RedisCluster
 from redis.connection import parse_url as redis_parse_url
 from redis.exceptions import RedisClusterException
 from redis.retry import Retry
-from redis.sentinel import Sentinel
+from redis.sentinel import MasterNotFoundError, Sentinel
 
 from rexec.errors import ConfigurationError, RedisUnavailableError
 
@@ -245,7 +245,7 @@ def connect(url: str) -> redis.Redis:
     sentinel_kwargs.setdefault("socket_connect_timeout", 1.0)
     sentinel_kwargs.setdefault("socket_timeout", 1.0)
     try:
-        sentinel = Sentinel(list(address.hosts), sentinel_kwargs=sentinel_kwargs)  # type: ignore[no-untyped-call]
+        sentinel = _Sentinels(list(address.hosts), sentinel_kwargs=sentinel_kwargs)  # type: ignore[no-untyped-call]
         assert address.service is not None
         master: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
             address.service,
@@ -256,6 +256,34 @@ def connect(url: str) -> redis.Redis:
     except (TypeError, ValueError) as exc:
         raise _bad(url, str(exc)) from exc
     return master
+
+
+class _Sentinels(Sentinel):
+    """redis-py's Sentinel client, saying in one line why no master was found."""
+
+    def discover_master(self, service_name: str) -> tuple[str, int]:
+        try:
+            found: tuple[str, int] = super().discover_master(service_name)  # type: ignore[no-untyped-call]
+        except MasterNotFoundError:
+            where = ",".join(f"{c.connection_pool.connection_kwargs.get('host')}:"
+                             f"{c.connection_pool.connection_kwargs.get('port')}"
+                             for c in self.sentinels)  # fmt: skip
+            answering = 0
+            for sentinel in self.sentinels:
+                try:
+                    sentinel.ping()
+                    answering += 1
+                except redis.RedisError:
+                    pass
+            if answering == 0:
+                why = f"no Sentinel at {where} answers"
+            else:
+                why = (
+                    f"the Sentinels at {where} ({answering} answering) name no usable master"
+                    f" for service {service_name!r} (no such service, or its master is down)"
+                )
+            raise MasterNotFoundError(why) from None
+        return found
 
 
 def is_cluster(client: object) -> bool:

@@ -330,7 +330,11 @@ def run_node(settings: WorkerSettings) -> int:
     settings = dataclasses.replace(settings, node_id=node_id)
     try:
         settings = dataclasses.replace(
-            settings, redis_url=app.resolved_url(), namespace=app.namespace
+            settings,
+            redis_url=app.resolved_url(),
+            namespace=app.namespace,
+            durability=app.durability,
+            replication_timeout_ms=app.replication_timeout_ms,
         )
         for line in banner(app, settings, node_id):
             log.info("%s", line)
