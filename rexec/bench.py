@@ -566,6 +566,13 @@ def render(console: Console, result: dict[str, Any]) -> None:
 )
 @click.option("--seed", default=None, type=int, help="chaos: random seed, to repeat a run.")
 @click.option(
+    "--topology",
+    type=click.Choice(["sentinel", "cluster"]),
+    default=None,
+    help="chaos: instead, on a local Sentinel group or Redis Cluster, SIGKILL the master"
+    " mid-drain, with default and with replicated durability (--chaos-jobs jobs).",
+)
+@click.option(
     "--job",
     type=click.Choice(DRAIN_JOBS),
     default="noop",
@@ -601,6 +608,7 @@ def bench_command(  # noqa: PLR0917 - one parameter per click option
     chaos_jobs: int,
     chaos_seconds: float,
     seed: int | None,
+    topology: str | None,
     job: str,
     sleep_ms: float,
     rtt_ms: float,
@@ -612,6 +620,20 @@ def bench_command(  # noqa: PLR0917 - one parameter per click option
     only when asked for."""
     console = Console(stderr=True)
     chosen = ["store", "drain", "latency", "cluster"] if which == "all" else [which]
+    if which == "chaos" and topology is not None:
+        from rexec.chaos_failover import render_failover, run_failover_pair
+
+        pair = run_failover_pair(
+            topology, min(chaos_jobs, 20_000), seed, console=None if as_json else console
+        )
+        if not as_json:
+            render_failover(console, pair)
+        click.echo(orjson.dumps(pair, option=orjson.OPT_INDENT_2, default=str).decode())
+        if pair["violations"]:
+            raise SystemExit(1)
+        return
+    if topology is not None:
+        raise click.UsageError("--topology goes with chaos: rexec bench chaos --topology ...")
     if which == "chaos":
         from rexec.chaos import ChaosConfig, render_report, run_chaos
 

@@ -7,7 +7,7 @@ one pipeline of them), so each change is atomic in Redis.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -340,45 +340,58 @@ class Store:
         except redis.ResponseError as exc:
             raise translate_script_error(exc) from exc
 
-    def write_pipeline(self) -> redis.client.Pipeline:
-        """A pipeline on ONE connection to the master of this namespace: on a cluster,
-        to the node of its slot (so WAIT, which has no key, goes where the writes went)."""
-        return node_client(self.client, self._script_keys[0]).pipeline(transaction=False)
-
-    def execute_confirmed(self, pipe: redis.client.Pipeline) -> list[Any]:
-        """Runs ``pipe`` and, with durability="replicated", waits on the same connection
-        for one replica to have every write of it; raises ReplicationTimeoutError (the
-        replies in ``exc.reply``) when none confirms within the timeout."""
-        if not self.replicated:
-            return list(pipe.execute())
-        pipe.execute_command("WAIT", 1, self.replication_timeout_ms)  # type: ignore[no-untyped-call]
-        try:
-            *replies, acked = pipe.execute()
-        except (redis.ConnectionError, redis.TimeoutError, redis.exceptions.MovedError):
-            self._refresh_slots()
-            raise
-        if int(acked) < 1:
-            raise ReplicationTimeoutError(
-                f"no replica confirmed the write within {self.replication_timeout_ms} ms"
-                " (durability='replicated'): it is on the master only",
-                reply=replies,
-            )
-        return replies
-
-    def _run_confirmed(self, script: str, args: Sequence[bytes | str | int]) -> object:
+    def on_node(
+        self,
+        build: Callable[[redis.client.Pipeline], None],
+        *,
+        transaction: bool = False,
+        confirm: bool = False,
+    ) -> list[Any]:
+        """Runs what ``build`` queues as ONE pipeline on one connection to the master of
+        this namespace: on a cluster, the node of its slot (a cluster pipeline refuses
+        EVALSHA, TIME and WAIT, which name no key). A MOVED reply (the slot moved in a
+        failover: nothing ran) re-reads the slot map and sends it again. ``confirm``
+        with durability="replicated" waits on the same connection for one replica to
+        have its writes (WAIT 1), else raises ReplicationTimeoutError with the replies
+        in ``exc.reply``."""
+        confirm = confirm and self.replicated
         for attempt in range(MOVED_ATTEMPTS):
-            pipe = self.write_pipeline()
-            getattr(self.scripts, script)(keys=self._script_keys, args=list(args), client=pipe)
+            pipe = node_client(self.client, self._script_keys[0]).pipeline(transaction=transaction)
+            build(pipe)
+            if confirm:
+                pipe.execute_command("WAIT", 1, self.replication_timeout_ms)  # type: ignore[no-untyped-call]
             try:
-                return self.execute_confirmed(pipe)[0]
-            except ReplicationTimeoutError as exc:
-                replies: list[object] = exc.reply  # type: ignore[assignment]
-                exc.reply = replies[0]
-                raise
+                replies = list(pipe.execute())
             except redis.exceptions.MovedError:
+                self._refresh_slots()
                 if attempt == MOVED_ATTEMPTS - 1:
                     raise
+                continue
+            except (redis.ConnectionError, redis.TimeoutError):
+                self._refresh_slots()
+                raise
+            if not confirm:
+                return replies
+            *replies, acked = replies
+            if int(acked) < 1:
+                raise ReplicationTimeoutError(
+                    f"no replica confirmed the write within {self.replication_timeout_ms} ms"
+                    " (durability='replicated'): it is on the master only",
+                    reply=replies,
+                )
+            return replies
         raise AssertionError("unreachable")
+
+    def _run_confirmed(self, script: str, args: Sequence[bytes | str | int]) -> object:
+        def build(pipe: redis.client.Pipeline) -> None:
+            getattr(self.scripts, script)(keys=self._script_keys, args=list(args), client=pipe)
+
+        try:
+            return self.on_node(build, confirm=True)[0]
+        except ReplicationTimeoutError as exc:
+            replies: list[object] = exc.reply  # type: ignore[assignment]
+            exc.reply = replies[0]
+            raise
 
     def _refresh_slots(self) -> None:
         """After a failover seen by hand (MOVED, a dead node): re-read the slot map."""
@@ -525,10 +538,15 @@ class Store:
         self, instances: Sequence[tuple[bytes, int | str | None, str]]
     ) -> list[str]:
         every = [_start_args(*instance) for instance in instances]
-        pipe = self.write_pipeline() if self.replicated else self.client.pipeline(transaction=False)
-        for args in every:
-            self._run("start_process", args, client=pipe)
-        return [_text(pi) for pi in self.execute_confirmed(pipe)]
+
+        def build(pipe: redis.client.Pipeline) -> None:
+            for args in every:
+                self._run("start_process", args, client=pipe)
+
+        try:
+            return [_text(pi) for pi in self.on_node(build, confirm=True)]
+        except redis.ResponseError as exc:
+            raise translate_script_error(exc) from exc
 
     def set_variables(
         self, process_instance_id: str, revision: int, variables_raw: bytes, forms: str
@@ -682,22 +700,31 @@ class Store:
         """Removes a process instance's record and variables; False if it did not exist.
         Jobs still naming it can no longer read its variables."""
         check_process_instance_id(process_instance_id)
-        pipe = self.client.pipeline(transaction=True)
-        pipe.hdel(self.keys.pis, process_instance_id)
-        pipe.hdel(self.keys.vars, process_instance_id)
-        pipe.hdel(self.keys.pvals, process_instance_id)
-        pipe.srem(self.keys.suspended_pis, process_instance_id)
-        existed, *_ = pipe.execute()
-        return bool(existed)
+
+        def build(pipe: redis.client.Pipeline) -> None:
+            # MULTI by hand, so that the WAIT of replicated durability comes after EXEC
+            # (inside a transaction WAIT cannot wait).
+            pipe.execute_command("MULTI")  # type: ignore[no-untyped-call]
+            pipe.hdel(self.keys.pis, process_instance_id)
+            pipe.hdel(self.keys.vars, process_instance_id)
+            pipe.hdel(self.keys.pvals, process_instance_id)
+            pipe.srem(self.keys.suspended_pis, process_instance_id)
+            pipe.execute_command("EXEC")  # type: ignore[no-untyped-call]
+
+        replies = self.on_node(build, confirm=True)
+        existed = replies[-1][0]
+        return bool(int(existed))
 
     def read_process_instance(self, process_instance_id: str) -> tuple[int, int | None, bytes]:
         """A process instance's revision, own priority (None if it has none) and msgpack
         variables, read together."""
         check_process_instance_id(process_instance_id)
-        pipe = self.client.pipeline(transaction=True)
-        pipe.hget(self.keys.pis, process_instance_id)
-        pipe.hget(self.keys.vars, process_instance_id)
-        record, raw = pipe.execute()
+
+        def build(pipe: redis.client.Pipeline) -> None:
+            pipe.hget(self.keys.pis, process_instance_id)
+            pipe.hget(self.keys.vars, process_instance_id)
+
+        record, raw = self.on_node(build, transaction=True)
         if record is None:
             raise ProcessInstanceNotFoundError(f"no process instance {process_instance_id!r}")
         revision, _, pk = _text(record).partition("|")
@@ -809,12 +836,14 @@ class Store:
 
     def get_job(self, job_id: str) -> Job | None:
         check_job_id(job_id)
-        pipe = self.client.pipeline(transaction=False)
-        pipe.hget(self.keys.jobs, job_id)
-        pipe.hget(self.keys.payloads, job_id)
-        pipe.hget(self.keys.errors, job_id)
-        pipe.time()
-        record, payload, error, (seconds, micros) = pipe.execute()
+
+        def build(pipe: redis.client.Pipeline) -> None:
+            pipe.hget(self.keys.jobs, job_id)
+            pipe.hget(self.keys.payloads, job_id)
+            pipe.hget(self.keys.errors, job_id)
+            pipe.time()
+
+        record, payload, error, (seconds, micros) = self.on_node(build)
         if record is None:
             return None
         now = int(seconds) * 1000 + int(micros) // 1000
@@ -825,12 +854,14 @@ class Store:
         job_ids = self._ids(job_ids)
         if not job_ids:
             return []
-        pipe = self.client.pipeline(transaction=False)
-        pipe.hmget(self.keys.jobs, list(job_ids))
-        pipe.hmget(self.keys.payloads, list(job_ids))
-        pipe.hmget(self.keys.errors, list(job_ids))
-        pipe.time()
-        records, payloads, errors, (seconds, micros) = pipe.execute()
+
+        def build(pipe: redis.client.Pipeline) -> None:
+            pipe.hmget(self.keys.jobs, list(job_ids))
+            pipe.hmget(self.keys.payloads, list(job_ids))
+            pipe.hmget(self.keys.errors, list(job_ids))
+            pipe.time()
+
+        records, payloads, errors, (seconds, micros) = self.on_node(build)
         now = int(seconds) * 1000 + int(micros) // 1000
         return [
             parse_record(job_id, record, now, payload, error)
