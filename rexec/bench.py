@@ -26,6 +26,7 @@ from rexec import metrics as m
 from rexec.app import App
 from rexec.bench_app import stamp_key
 from rexec.cluster import LocalCluster
+from rexec.connection import connect
 from rexec.demo import Scenario, redis_for_demo
 from rexec.options import redis_url_option
 from rexec.settings import WorkerSettings
@@ -131,7 +132,7 @@ DRAIN_JOBS = ("noop", "rpush", "arpush", "sleep-ms")
 
 
 def bench_store(url: str, big: int, console: Console) -> dict[str, Any]:
-    client = redis.Redis.from_url(url)
+    client = connect(url)
     results: dict[str, Any] = {"benchmark": "store", "environment": environment(client)}
     options = AcquireOptions(lock_ms=600_000)
 
@@ -384,7 +385,7 @@ def bench_latency(url: str, samples: int, console: Console) -> dict[str, Any]:
 
 def bench_cluster(url: str, jobs: int, nodes: int, processes: int, job_ms: float) -> dict[str, Any]:
     report = Scenario(url, jobs=jobs, nodes=nodes, processes=processes, job_ms=job_ms).run(None)
-    with contextlib.closing(redis.Redis.from_url(url)) as client:
+    with contextlib.closing(connect(url)) as client:
         env = environment(client)
     return {"benchmark": "cluster", "environment": env, **report.as_dict()}
 

@@ -167,7 +167,9 @@ def _explain(
     """Why each execution of one job after its first happened."""
     causes: Counter[str] = Counter()
     unexplained: list[str] = []
-    runs = sorted(runs, key=lambda r: float(r["t"]))
+    # In the order the runs were locked (server time: one clock on this machine), not
+    # the order they ended: a run cut off by the failover may end after its successor.
+    runs = sorted(runs, key=lambda r: (int(r["exp"]), float(r["t"])))
     for before, after in itertools.pairwise(runs):
         relocked = int(after["exp"]) - lock_ms
         locked = int(before["exp"]) - lock_ms
@@ -180,8 +182,10 @@ def _explain(
         else:
             causes["unexplained"] += 1
             unexplained.append(
-                f"job {after['id']} ran again (rev {before['rev']} -> {after['rev']}) before"
-                f" the lock of {before['owner']} expired and not across the failover"
+                f"job {after['id']} ran again (rev {before['rev']} -> {after['rev']}, locked"
+                f" at {locked} then {relocked} ms, the master killed at"
+                f" {killed_at and int(killed_at * 1000)} ms) before the lock of"
+                f" {before['owner']} expired and not across the failover"
             )
     return causes, unexplained
 

@@ -37,6 +37,7 @@ from rexec.errors import ConfigurationError, RedisUnavailableError
 __all__ = [
     "RedisAddress",
     "connect",
+    "connect_async",
     "is_cluster",
     "mask_password",
     "node_client",
@@ -284,6 +285,40 @@ class _Sentinels(Sentinel):
                 )
             raise MasterNotFoundError(why) from None
         return found
+
+
+def connect_async(url: str) -> redis.asyncio.Redis:
+    """The asyncio twin of :func:`connect` (for ``async def`` handlers)."""
+    import redis.asyncio
+    import redis.asyncio.cluster
+    import redis.asyncio.sentinel
+
+    address = parse_url(url)
+    if address.kind == "single":
+        try:
+            return redis.asyncio.Redis.from_url(url, decode_responses=False)
+        except ValueError as exc:
+            raise _bad(url, str(exc)) from exc
+    kwargs, sentinel_password = _client_options(address)
+    common: dict[str, Any] = {
+        "username": address.username,
+        "password": address.password,
+        "decode_responses": False,
+        **kwargs,
+    }
+    if address.tls:
+        common["ssl"] = True
+    if address.kind == "cluster":
+        nodes = [redis.asyncio.cluster.ClusterNode(h, p) for h, p in address.hosts]
+        cluster = redis.asyncio.cluster.RedisCluster(startup_nodes=nodes, **common)
+        return cast(redis.asyncio.Redis, cluster)
+    sentinel_kwargs: dict[str, Any] = {"password": sentinel_password}
+    if address.tls:
+        sentinel_kwargs["ssl"] = True
+    sentinel = redis.asyncio.sentinel.Sentinel(list(address.hosts), sentinel_kwargs=sentinel_kwargs)  # type: ignore[no-untyped-call]
+    assert address.service is not None
+    master: redis.asyncio.Redis = sentinel.master_for(address.service, db=address.db, **common)
+    return master
 
 
 def is_cluster(client: object) -> bool:

@@ -7,6 +7,8 @@ one pipeline of them), so each change is atomic in Redis.
 from __future__ import annotations
 
 import contextlib
+import itertools
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -67,6 +69,21 @@ CONFIRMED_SCRIPTS = frozenset(
 # A cluster whose slot map changed answers MOVED: the script did not run, so it is sent
 # again to the new master after the map is re-read.
 MOVED_ATTEMPTS = 5
+# A refused connection (the master is down, a failover under way): nothing was sent, so
+# the pipeline is sent again, for about as long as the cluster client retries its own.
+REFUSED_ATTEMPTS = 20
+REFUSED_BACKOFF_BASE_S = 0.05
+REFUSED_BACKOFF_CAP_S = 0.5
+
+
+def _refused(exc: BaseException) -> bool:
+    """Whether ``exc`` comes from a refused connection (so no command went out)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ConnectionRefusedError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def check_durability(mode: object) -> str:
@@ -355,7 +372,8 @@ class Store:
         have its writes (WAIT 1), else raises ReplicationTimeoutError with the replies
         in ``exc.reply``."""
         confirm = confirm and self.replicated
-        for attempt in range(MOVED_ATTEMPTS):
+        refused = 0
+        for attempt in itertools.count():
             pipe = node_client(self.client, self._script_keys[0]).pipeline(transaction=transaction)
             build(pipe)
             if confirm:
@@ -364,12 +382,18 @@ class Store:
                 replies = list(pipe.execute())
             except redis.exceptions.MovedError:
                 self._refresh_slots()
-                if attempt == MOVED_ATTEMPTS - 1:
+                if attempt >= MOVED_ATTEMPTS - 1:
                     raise
                 continue
-            except (redis.ConnectionError, redis.TimeoutError):
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
                 self._refresh_slots()
-                raise
+                if not _refused(exc) or refused >= REFUSED_ATTEMPTS:
+                    raise
+                # The master refused the connection (killed, failing over): nothing was
+                # sent. Wait for the new master, as the cluster client does for its own.
+                refused += 1
+                time.sleep(min(REFUSED_BACKOFF_CAP_S, REFUSED_BACKOFF_BASE_S * 2**refused))
+                continue
             if not confirm:
                 return replies
             *replies, acked = replies

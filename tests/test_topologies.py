@@ -10,6 +10,7 @@ the topology under test never loses the evidence.
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import subprocess
 import sys
@@ -199,3 +200,45 @@ def test_an_unknown_sentinel_service_is_one_line(redis_sentinel: SentinelTopolog
     url = redis_sentinel.url.rsplit("/", 1)[0] + "/nosuchservice"
     line = _one_line_error(_cli("counts", "--redis-url", url))
     assert "nosuchservice" in line
+
+
+@pytest.mark.parametrize("kind", TOPOLOGIES)
+def test_operator_commands_cockpit_and_metrics_work_on_the_topology(
+    request: pytest.FixtureRequest, kind: str, namespace: str
+) -> None:
+    from click.testing import CliRunner
+    from starlette.testclient import TestClient
+
+    from rexec import App
+    from rexec.cli import main
+    from rexec.cockpit.app import create_app
+    from rexec.prometheus import render_metrics
+
+    topology = _topology(request, kind)
+    with App(topology.url, namespace=namespace, durability="replicated") as app:
+        pi = app.start_process_instance({"a": 1})
+        ids = app.enqueue_many([{"type": "t", "payload": i, "priority": i} for i in range(5)])
+        app.enqueue("t", {"x": 1}, process_instance_id=pi)
+        assert app.end_process_instance(pi) is True
+        runner = CliRunner(env={"REXEC_REDIS_URL": topology.url, "REXEC_NAMESPACE": namespace})
+
+        def cli(*args: str) -> str:
+            result = runner.invoke(main, list(args))
+            assert result.exit_code == 0, result.output
+            return result.output
+
+        assert json.loads(cli("counts", "--json"))["ready"] == 6
+        cli("priority", "set", ids[0], "99")
+        cli("suspend", "job", ids[1])
+        cli("retries", ids[2], "5")
+        cli("delete", ids[3])
+        assert app.store.get_job(ids[0]) is not None
+        assert app.store.get_job(ids[0]).priority == 99  # type: ignore[union-attr]
+        assert app.store.get_job(ids[3]) is None
+        assert "no violations" in cli("check")
+        with TestClient(create_app(app)) as api:
+            overview = api.get("/api/overview")
+            assert overview.status_code == 200, overview.text
+            jobs = api.get("/api/jobs", params={"state": "ready"})
+            assert jobs.status_code == 200 and jobs.json()["jobs"][0]["id"] == ids[0]
+        assert b"rexec_jobs" in render_metrics(app)

@@ -31,7 +31,7 @@ from typing import Any
 import redis
 
 from rexec.definitions import worker_types
-from rexec.errors import ConfigurationError, safe_str
+from rexec.errors import ConfigurationError, ReplicationTimeoutError, safe_str
 from rexec.executor.logs import banner, configure_logging, mask_url
 from rexec.executor.process import worker_process_main
 from rexec.health import HealthServer, Probe, ProcessHealth, ProcessState, liveness, readiness
@@ -349,7 +349,10 @@ def run_node(settings: WorkerSettings) -> int:
         if not wait_for_redis(app.client, url, settings.connect_timeout_s, stopped):
             return False
         # The app's job definitions go into the store before any of its jobs runs.
-        log.info("deployed job definitions: %s", app.deploy())
+        try:
+            log.info("deployed job definitions: %s", app.deploy())
+        except ReplicationTimeoutError as exc:
+            log.warning("deployed job definitions, not confirmed by a replica: %s", exc)
         return True
 
     try:
