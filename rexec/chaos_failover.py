@@ -149,7 +149,7 @@ class _Producer(threading.Thread):
             except ReplicationTimeoutError:
                 self.produced.unconfirmed += 1
             except Exception as exc:
-                self.produced.errors[type(exc).__name__] += 1
+                self.produced.errors[f"{type(exc).__name__}: {safe_str(exc)[:80]}"] += 1
                 if self.stop.wait(0.05):
                     return False
                 continue

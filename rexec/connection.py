@@ -49,7 +49,8 @@ CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
 SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel")
 DEFAULT_PORT = 6379
 DEFAULT_SENTINEL_PORT = 26379
-# A cluster client retries one command for about 9 s (0.05, 0.1, 0.2, 0.4, then 0.5 s
+# A cluster client (and a Sentinel one, while the Sentinels name no master yet) retries
+# one command for about 9 s (0.05, 0.1, 0.2, 0.4, then 0.5 s
 # apart), re-reading the slot map after each connection error: a master failover takes
 # cluster-node-timeout plus an election (2-3 s with 1000 ms). Longer outages reach the
 # caller as connection errors, which the worker retries on its own.
@@ -223,12 +224,8 @@ def connect(url: str) -> redis.Redis:
         common["ssl"] = True
     if address.kind == "cluster":
         nodes = [ClusterNode(host, port) for host, port in address.hosts]  # type: ignore[no-untyped-call]
-        retry = Retry(
-            ExponentialBackoff(cap=CLUSTER_BACKOFF_CAP_S, base=CLUSTER_BACKOFF_BASE_S),
-            CLUSTER_RETRIES,
-        )
         try:
-            cluster = RedisCluster(startup_nodes=nodes, retry=retry, **common)
+            cluster = RedisCluster(startup_nodes=nodes, retry=_failover_retry(), **common)
         except RedisClusterException as exc:
             raise RedisUnavailableError(
                 f"no node of the Redis Cluster at {address.masked} answers: {one_line(exc)}"
@@ -252,11 +249,19 @@ def connect(url: str) -> redis.Redis:
             address.service,
             db=address.db,
             health_check_interval=HEALTH_CHECK_INTERVAL_S,
+            retry=_failover_retry(),
             **common,
         )
     except (TypeError, ValueError) as exc:
         raise _bad(url, str(exc)) from exc
     return master
+
+
+def _failover_retry() -> Retry:
+    return Retry(
+        ExponentialBackoff(cap=CLUSTER_BACKOFF_CAP_S, base=CLUSTER_BACKOFF_BASE_S),
+        CLUSTER_RETRIES,
+    )
 
 
 class _Sentinels(Sentinel):
@@ -269,19 +274,25 @@ class _Sentinels(Sentinel):
             where = ",".join(f"{c.connection_pool.connection_kwargs.get('host')}:"
                              f"{c.connection_pool.connection_kwargs.get('port')}"
                              for c in self.sentinels)  # fmt: skip
-            answering = 0
+            answering, knowing = 0, 0
             for sentinel in self.sentinels:
                 try:
-                    sentinel.ping()
-                    answering += 1
+                    masters = sentinel.sentinel_masters()
                 except redis.RedisError:
-                    pass
+                    continue
+                answering += 1
+                knowing += service_name in masters
+            if answering and not knowing:
+                # Not a failover: no Sentinel has heard of it (a typo, another group).
+                raise ConfigurationError(
+                    f"the Sentinels at {where} know no service {service_name!r}"
+                ) from None
             if answering == 0:
                 why = f"no Sentinel at {where} answers"
             else:
                 why = (
-                    f"the Sentinels at {where} ({answering} answering) name no usable master"
-                    f" for service {service_name!r} (no such service, or its master is down)"
+                    f"the Sentinels at {where} name no usable master for service"
+                    f" {service_name!r} now (a failover under way?)"
                 )
             raise MasterNotFoundError(why) from None
         return found
