@@ -49,6 +49,7 @@ class Cluster:
         self.env = env or {}
         self.app: App = make_app(redis_url, namespace)
         # The handlers' records, on another Redis when the test kills masters of this one.
+        self._own_log = log_url is not None
         self.log = redis.Redis.from_url(log_url) if log_url else self.app.client
         if log_url:
             self.env = {**self.env, LOG_URL_ENV: log_url}
@@ -118,7 +119,7 @@ class Cluster:
         for output in self._outputs:
             output.close()
         self.log.delete(log_key(self.namespace))
-        if self.log is not self.app.client:
+        if self._own_log:
             self.log.close()
         self.app.close()
 

@@ -242,3 +242,20 @@ def test_operator_commands_cockpit_and_metrics_work_on_the_topology(
             jobs = api.get("/api/jobs", params={"state": "ready"})
             assert jobs.status_code == 200 and jobs.json()["jobs"][0]["id"] == ids[0]
         assert b"rexec_jobs" in render_metrics(app)
+
+
+def test_a_node_waits_for_a_cluster_that_does_not_answer(
+    namespace: str, tmp_path: Path, redis_server: RedisServer
+) -> None:
+    url = f"redis+cluster://127.0.0.1:{free_cluster_port(set())}"
+    nodes = Cluster(url, namespace, tmp_path, log_url=redis_server.url)
+    try:
+        node = nodes.start_node(processes=1, connect_timeout_s=1.5)
+        assert node.wait(60) == 1
+        logs = (tmp_path / "node-0.log").read_text()
+        assert "waiting for Redis" in logs and "no node of the Redis Cluster" in logs
+        # run_node raises it; `rexec worker` prints it as one line.
+        assert logs.strip().splitlines()[-1].startswith("rexec.errors.ConfigurationError")
+        assert "unreachable for" in logs
+    finally:
+        nodes.close()

@@ -283,7 +283,7 @@ class Node:
 
 
 def wait_for_redis(
-    client: redis.Redis,
+    client: redis.Redis | Callable[[], redis.Redis],
     url: str,
     timeout_s: float | None,
     stopped: Callable[[], bool] = lambda: False,
@@ -295,7 +295,9 @@ def wait_for_redis(
     said = started
     while not stopped():
         try:
-            client.ping()
+            # A callable makes the client in the loop: a cluster client connects when
+            # it is made, and a cluster that is not up yet is waited for too.
+            (client() if callable(client) else client).ping()
             if time.monotonic() - started > 1.0:
                 log.info("Redis at %s answers now", mask_url(url))
             return True
@@ -346,7 +348,7 @@ def run_node(settings: WorkerSettings) -> int:
 
     def prepare(stopped: Callable[[], bool]) -> bool:
         url = settings.redis_url or ""
-        if not wait_for_redis(app.client, url, settings.connect_timeout_s, stopped):
+        if not wait_for_redis(lambda: app.client, url, settings.connect_timeout_s, stopped):
             return False
         # The app's job definitions go into the store before any of its jobs runs.
         try:
