@@ -149,7 +149,7 @@ class _Producer(threading.Thread):
             except ReplicationTimeoutError:
                 self.produced.unconfirmed += 1
             except Exception as exc:
-                self.produced.errors[f"{type(exc).__name__}: {safe_str(exc)[:80]}"] += 1
+                self.produced.errors[f"{type(exc).__name__}: {_short(safe_str(exc))}"] += 1
                 if self.stop.wait(0.05):
                     return False
                 continue
@@ -406,3 +406,8 @@ def render_failover(console: Console, report: Mapping[str, Any]) -> None:
     console.print(table)
     for violation in report["violations"]:
         console.print(f"[red]violation:[/red] {violation}")
+
+
+def _short(text: str, width: int = 160) -> str:
+    """The start and the end of a long message (a pipeline's error ends with the cause)."""
+    return text if len(text) <= width else f"{text[: width // 2]}…{text[-width // 2 :]}"

@@ -66,9 +66,10 @@ CONFIRMED_SCRIPTS = frozenset(
         "check_repair",
     }
 )
-# A cluster whose slot map changed answers MOVED: the script did not run, so it is sent
-# again to the new master after the map is re-read.
-MOVED_ATTEMPTS = 5
+# A cluster whose slot map changed answers MOVED (or READONLY, from a master that came
+# back as a replica): the script did not run, so it is sent again to the new master
+# after the map is re-read.
+MOVED_ATTEMPTS = 20
 # A refused connection (the master is down, a failover under way): nothing was sent, so
 # the pipeline is sent again, for about as long as the cluster client retries its own.
 REFUSED_ATTEMPTS = 20
@@ -354,6 +355,8 @@ class Store:
             return getattr(self.scripts, script)(
                 keys=self._script_keys, args=list(args), client=client
             )
+        except (redis.exceptions.MovedError, redis.exceptions.ReadOnlyError):
+            raise  # a failover that did not settle in time: Redis's own (transient) error
         except redis.ResponseError as exc:
             raise translate_script_error(exc) from exc
 
@@ -380,10 +383,13 @@ class Store:
                 pipe.execute_command("WAIT", 1, self.replication_timeout_ms)  # type: ignore[no-untyped-call]
             try:
                 replies = list(pipe.execute())
-            except redis.exceptions.MovedError:
+            except (redis.exceptions.MovedError, redis.exceptions.ReadOnlyError):
+                # The node is no longer the master (READONLY: a master that came back as
+                # a replica refuses the first write, so nothing was written).
                 self._refresh_slots()
                 if attempt >= MOVED_ATTEMPTS - 1:
                     raise
+                time.sleep(min(REFUSED_BACKOFF_CAP_S, REFUSED_BACKOFF_BASE_S * 2**attempt))
                 continue
             except (redis.ConnectionError, redis.TimeoutError) as exc:
                 self._refresh_slots()
@@ -569,6 +575,8 @@ class Store:
 
         try:
             return [_text(pi) for pi in self.on_node(build, confirm=True)]
+        except (redis.exceptions.MovedError, redis.exceptions.ReadOnlyError):
+            raise  # the slot did not settle on a master in time: Redis's own error
         except redis.ResponseError as exc:
             raise translate_script_error(exc) from exc
 
