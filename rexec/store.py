@@ -366,6 +366,7 @@ class Store:
         *,
         transaction: bool = False,
         confirm: bool = False,
+        key: str | None = None,
     ) -> list[Any]:
         """Runs what ``build`` queues as ONE pipeline on one connection to the master of
         this namespace: on a cluster, the node of its slot (a cluster pipeline refuses
@@ -373,11 +374,12 @@ class Store:
         failover: nothing ran) re-reads the slot map and sends it again. ``confirm``
         with durability="replicated" waits on the same connection for one replica to
         have its writes (WAIT 1), else raises ReplicationTimeoutError with the replies
-        in ``exc.reply``."""
+        in ``exc.reply``. ``key`` names the slot (default: the namespace's keys')."""
         confirm = confirm and self.replicated
+        route = key or self._script_keys[0]
         refused = 0
         for attempt in itertools.count():
-            pipe = node_client(self.client, self._script_keys[0]).pipeline(transaction=transaction)
+            pipe = node_client(self.client, route).pipeline(transaction=transaction)
             build(pipe)
             if confirm:
                 pipe.execute_command("WAIT", 1, self.replication_timeout_ms)  # type: ignore[no-untyped-call]
