@@ -1118,6 +1118,15 @@ def _lazy(module_name: str, attribute: str, what: str) -> Any:
     help="Give up (exit 1) when Redis is unreachable this many seconds at start-up;"
     " by default a node waits for it, saying so every few seconds.",
 )
+@click.option(
+    "--durability",
+    type=click.Choice(["default", "replicated"]),
+    default=None,
+    envvar="REXEC_DURABILITY",
+    show_envvar=True,
+    help="'replicated': every commit and failure waits for a replica (WAIT 1);"
+    " by default the app's own setting.",
+)
 @namespace_option(from_app=True)
 @redis_url_option(APP_URL_HELP)
 def worker(
@@ -1139,6 +1148,7 @@ def worker(
     log_level: str,
     log_format: str,
     connect_timeout: float | None,
+    durability: str | None,
     redis_url: str | None,
     namespace: str | None,
     **strategy: Any,
@@ -1184,6 +1194,7 @@ def worker(
         log_level=log_level.upper(),
         log_format=log_format,
         connect_timeout_s=connect_timeout,
+        durability=durability,
     )
     click.get_current_context().exit(int(run_node(settings)))
 

@@ -30,13 +30,14 @@ from redis.cluster import ClusterNode, RedisCluster
 from redis.connection import parse_url as redis_parse_url
 from redis.exceptions import RedisClusterException
 from redis.retry import Retry
-from redis.sentinel import Sentinel
+from redis.sentinel import MasterNotFoundError, Sentinel
 
 from rexec.errors import ConfigurationError, RedisUnavailableError
 
 __all__ = [
     "RedisAddress",
     "connect",
+    "connect_async",
     "is_cluster",
     "mask_password",
     "node_client",
@@ -48,7 +49,8 @@ CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
 SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel")
 DEFAULT_PORT = 6379
 DEFAULT_SENTINEL_PORT = 26379
-# A cluster client retries one command for about 9 s (0.05, 0.1, 0.2, 0.4, then 0.5 s
+# A cluster client (and a Sentinel one, while the Sentinels name no master yet) retries
+# one command for about 9 s (0.05, 0.1, 0.2, 0.4, then 0.5 s
 # apart), re-reading the slot map after each connection error: a master failover takes
 # cluster-node-timeout plus an election (2-3 s with 1000 ms). Longer outages reach the
 # caller as connection errors, which the worker retries on its own.
@@ -222,12 +224,8 @@ def connect(url: str) -> redis.Redis:
         common["ssl"] = True
     if address.kind == "cluster":
         nodes = [ClusterNode(host, port) for host, port in address.hosts]  # type: ignore[no-untyped-call]
-        retry = Retry(
-            ExponentialBackoff(cap=CLUSTER_BACKOFF_CAP_S, base=CLUSTER_BACKOFF_BASE_S),
-            CLUSTER_RETRIES,
-        )
         try:
-            cluster = RedisCluster(startup_nodes=nodes, retry=retry, **common)
+            cluster = RedisCluster(startup_nodes=nodes, retry=_failover_retry(), **common)
         except RedisClusterException as exc:
             raise RedisUnavailableError(
                 f"no node of the Redis Cluster at {address.masked} answers: {one_line(exc)}"
@@ -245,16 +243,92 @@ def connect(url: str) -> redis.Redis:
     sentinel_kwargs.setdefault("socket_connect_timeout", 1.0)
     sentinel_kwargs.setdefault("socket_timeout", 1.0)
     try:
-        sentinel = Sentinel(list(address.hosts), sentinel_kwargs=sentinel_kwargs)  # type: ignore[no-untyped-call]
+        sentinel = _Sentinels(list(address.hosts), sentinel_kwargs=sentinel_kwargs)  # type: ignore[no-untyped-call]
         assert address.service is not None
         master: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
             address.service,
             db=address.db,
             health_check_interval=HEALTH_CHECK_INTERVAL_S,
+            retry=_failover_retry(),
             **common,
         )
     except (TypeError, ValueError) as exc:
         raise _bad(url, str(exc)) from exc
+    return master
+
+
+def _failover_retry() -> Retry:
+    return Retry(
+        ExponentialBackoff(cap=CLUSTER_BACKOFF_CAP_S, base=CLUSTER_BACKOFF_BASE_S),
+        CLUSTER_RETRIES,
+    )
+
+
+class _Sentinels(Sentinel):
+    """redis-py's Sentinel client, saying in one line why no master was found."""
+
+    def discover_master(self, service_name: str) -> tuple[str, int]:
+        try:
+            found: tuple[str, int] = super().discover_master(service_name)  # type: ignore[no-untyped-call]
+        except MasterNotFoundError:
+            where = ",".join(f"{c.connection_pool.connection_kwargs.get('host')}:"
+                             f"{c.connection_pool.connection_kwargs.get('port')}"
+                             for c in self.sentinels)  # fmt: skip
+            answering, knowing = 0, 0
+            for sentinel in self.sentinels:
+                try:
+                    masters = sentinel.sentinel_masters()
+                except redis.RedisError:
+                    continue
+                answering += 1
+                knowing += service_name in masters
+            if answering and not knowing:
+                # Not a failover: no Sentinel has heard of it (a typo, another group).
+                raise ConfigurationError(
+                    f"the Sentinels at {where} know no service {service_name!r}"
+                ) from None
+            if answering == 0:
+                why = f"no Sentinel at {where} answers"
+            else:
+                why = (
+                    f"the Sentinels at {where} name no usable master for service"
+                    f" {service_name!r} now (a failover under way?)"
+                )
+            raise MasterNotFoundError(why) from None
+        return found
+
+
+def connect_async(url: str) -> redis.asyncio.Redis:
+    """The asyncio twin of :func:`connect` (for ``async def`` handlers)."""
+    import redis.asyncio
+    import redis.asyncio.cluster
+    import redis.asyncio.sentinel
+
+    address = parse_url(url)
+    if address.kind == "single":
+        try:
+            return redis.asyncio.Redis.from_url(url, decode_responses=False)
+        except ValueError as exc:
+            raise _bad(url, str(exc)) from exc
+    kwargs, sentinel_password = _client_options(address)
+    common: dict[str, Any] = {
+        "username": address.username,
+        "password": address.password,
+        "decode_responses": False,
+        **kwargs,
+    }
+    if address.tls:
+        common["ssl"] = True
+    if address.kind == "cluster":
+        nodes = [redis.asyncio.cluster.ClusterNode(h, p) for h, p in address.hosts]
+        cluster = redis.asyncio.cluster.RedisCluster(startup_nodes=nodes, **common)
+        return cast(redis.asyncio.Redis, cluster)
+    sentinel_kwargs: dict[str, Any] = {"password": sentinel_password}
+    if address.tls:
+        sentinel_kwargs["ssl"] = True
+    sentinel = redis.asyncio.sentinel.Sentinel(list(address.hosts), sentinel_kwargs=sentinel_kwargs)  # type: ignore[no-untyped-call]
+    assert address.service is not None
+    master: redis.asyncio.Redis = sentinel.master_for(address.service, db=address.db, **common)
     return master
 
 

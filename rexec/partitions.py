@@ -470,19 +470,22 @@ class PartitionedStore(Store):
 
     def _per_node(self, calls: dict[int, tuple[str, list[Any]]]) -> dict[int, Any]:
         """Runs one script call per partition, as one pipeline per Redis server (on a
-        cluster, the master of each partition's slot): one round trip per master."""
-        by_node: dict[int, tuple[redis.Redis, list[int]]] = {}
+        cluster, the master of each partition's slot; Store.on_node re-sends it after a
+        failover moved the slot): one round trip per master."""
+        by_node: dict[int, list[int]] = {}
         for k in calls:
             node = node_client(self.client, self.parts[k].keys.jobs)
-            by_node.setdefault(id(node), (node, []))[1].append(k)
+            by_node.setdefault(id(node), []).append(k)
         replies: dict[int, Any] = {}
-        for node, partitions in by_node.values():
-            pipe = node.pipeline(transaction=False)
-            for k in partitions:
-                script, args = calls[k]
-                self.parts[k]._run(script, args, client=pipe)
+        for partitions in by_node.values():
+
+            def build(pipe: redis.client.Pipeline, partitions: list[int] = partitions) -> None:
+                for k in partitions:
+                    script, args = calls[k]
+                    self.parts[k]._run(script, args, client=pipe)
+
             try:
-                got = pipe.execute()
+                got = self.on_node(build, key=self.parts[partitions[0]].keys.jobs)
             except redis.ResponseError as exc:
                 raise translate_script_error(exc) from exc
             replies.update(zip(partitions, got, strict=True))

@@ -75,7 +75,7 @@ class Recorder:
                 self._thread.start()
 
     def _run(self) -> None:
-        client: redis.Redis = connect(self.app.resolved_url())  # any URL rexec takes
+        client: redis.Redis = connect(self.app.resolved_url())
         namespace = self.app.namespace
         while True:
             time.sleep(0.05)

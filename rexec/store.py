@@ -7,7 +7,9 @@ one pipeline of them), so each change is atomic in Redis.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Sequence
+import itertools
+import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,9 +66,25 @@ CONFIRMED_SCRIPTS = frozenset(
         "check_repair",
     }
 )
-# A cluster whose slot map changed answers MOVED: the script did not run, so it is sent
-# again to the new master after the map is re-read.
-MOVED_ATTEMPTS = 5
+# A cluster whose slot map changed answers MOVED (or READONLY, from a master that came
+# back as a replica): the script did not run, so it is sent again to the new master
+# after the map is re-read.
+MOVED_ATTEMPTS = 20
+# A refused connection (the master is down, a failover under way): nothing was sent, so
+# the pipeline is sent again, for about as long as the cluster client retries its own.
+REFUSED_ATTEMPTS = 20
+REFUSED_BACKOFF_BASE_S = 0.05
+REFUSED_BACKOFF_CAP_S = 0.5
+
+
+def _refused(exc: BaseException) -> bool:
+    """Whether ``exc`` comes from a refused connection (so no command went out)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ConnectionRefusedError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def check_durability(mode: object) -> str:
@@ -338,6 +356,8 @@ class Store:
             return getattr(self.scripts, script)(
                 keys=self._script_keys, args=list(args), client=client
             )
+        except (redis.exceptions.MovedError, redis.exceptions.ReadOnlyError):
+            raise  # a failover that did not settle in time: Redis's own (transient) error
         except redis.ResponseError as exc:
             raise translate_script_error(exc) from exc
 
@@ -360,50 +380,70 @@ class Store:
                 totals[name] = totals.get(name, 0) + int(value)
         return {name: str(value).encode() for name, value in totals.items()}
 
-    def _node_pipeline(self, transaction: bool = False) -> redis.client.Pipeline:
-        """A pipeline on the server of this namespace's slot (a cluster's pipeline
-        refuses TIME and transactions; every key of one namespace is on one node)."""
-        return node_client(self.client, self.keys.jobs).pipeline(transaction=transaction)
-
-    def write_pipeline(self) -> redis.client.Pipeline:
-        """A pipeline on ONE connection to the master of this namespace: on a cluster,
-        to the node of its slot (so WAIT, which has no key, goes where the writes went)."""
-        return node_client(self.client, self._script_keys[0]).pipeline(transaction=False)
-
-    def execute_confirmed(self, pipe: redis.client.Pipeline) -> list[Any]:
-        """Runs ``pipe`` and, with durability="replicated", waits on the same connection
-        for one replica to have every write of it; raises ReplicationTimeoutError (the
-        replies in ``exc.reply``) when none confirms within the timeout."""
-        if not self.replicated:
-            return list(pipe.execute())
-        pipe.execute_command("WAIT", 1, self.replication_timeout_ms)  # type: ignore[no-untyped-call]
-        try:
-            *replies, acked = pipe.execute()
-        except (redis.ConnectionError, redis.TimeoutError, redis.exceptions.MovedError):
-            self._refresh_slots()
-            raise
-        if int(acked) < 1:
-            raise ReplicationTimeoutError(
-                f"no replica confirmed the write within {self.replication_timeout_ms} ms"
-                " (durability='replicated'): it is on the master only",
-                reply=replies,
-            )
-        return replies
+    def on_node(
+        self,
+        build: Callable[[redis.client.Pipeline], None],
+        *,
+        transaction: bool = False,
+        confirm: bool = False,
+        key: str | None = None,
+    ) -> list[Any]:
+        """Runs what ``build`` queues as ONE pipeline on one connection to the master of
+        this namespace: on a cluster, the node of its slot (a cluster pipeline refuses
+        EVALSHA, TIME and WAIT, which name no key). A MOVED reply (the slot moved in a
+        failover: nothing ran) re-reads the slot map and sends it again. ``confirm``
+        with durability="replicated" waits on the same connection for one replica to
+        have its writes (WAIT 1), else raises ReplicationTimeoutError with the replies
+        in ``exc.reply``. ``key`` names the slot (default: the namespace's keys')."""
+        confirm = confirm and self.replicated
+        route = key or self._script_keys[0]
+        refused = 0
+        for attempt in itertools.count():
+            pipe = node_client(self.client, route).pipeline(transaction=transaction)
+            build(pipe)
+            if confirm:
+                pipe.execute_command("WAIT", 1, self.replication_timeout_ms)  # type: ignore[no-untyped-call]
+            try:
+                replies = list(pipe.execute())
+            except (redis.exceptions.MovedError, redis.exceptions.ReadOnlyError):
+                # The node is no longer the master (READONLY: a master that came back as
+                # a replica refuses the first write, so nothing was written).
+                self._refresh_slots()
+                if attempt >= MOVED_ATTEMPTS - 1:
+                    raise
+                time.sleep(min(REFUSED_BACKOFF_CAP_S, REFUSED_BACKOFF_BASE_S * 2**attempt))
+                continue
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                self._refresh_slots()
+                if not _refused(exc) or refused >= REFUSED_ATTEMPTS:
+                    raise
+                # The master refused the connection (killed, failing over): nothing was
+                # sent. Wait for the new master, as the cluster client does for its own.
+                refused += 1
+                time.sleep(min(REFUSED_BACKOFF_CAP_S, REFUSED_BACKOFF_BASE_S * 2**refused))
+                continue
+            if not confirm:
+                return replies
+            *replies, acked = replies
+            if int(acked) < 1:
+                raise ReplicationTimeoutError(
+                    f"no replica confirmed the write within {self.replication_timeout_ms} ms"
+                    " (durability='replicated'): it is on the master only",
+                    reply=replies,
+                )
+            return replies
+        raise AssertionError("unreachable")
 
     def _run_confirmed(self, script: str, args: Sequence[bytes | str | int]) -> object:
-        for attempt in range(MOVED_ATTEMPTS):
-            pipe = self.write_pipeline()
+        def build(pipe: redis.client.Pipeline) -> None:
             getattr(self.scripts, script)(keys=self._script_keys, args=list(args), client=pipe)
-            try:
-                return self.execute_confirmed(pipe)[0]
-            except ReplicationTimeoutError as exc:
-                replies: list[object] = exc.reply  # type: ignore[assignment]
-                exc.reply = replies[0]
-                raise
-            except redis.exceptions.MovedError:
-                if attempt == MOVED_ATTEMPTS - 1:
-                    raise
-        raise AssertionError("unreachable")
+
+        try:
+            return self.on_node(build, confirm=True)[0]
+        except ReplicationTimeoutError as exc:
+            replies: list[object] = exc.reply  # type: ignore[assignment]
+            exc.reply = replies[0]
+            raise
 
     def _refresh_slots(self) -> None:
         """After a failover seen by hand (MOVED, a dead node): re-read the slot map."""
@@ -550,10 +590,17 @@ class Store:
         self, instances: Sequence[tuple[bytes, int | str | None, str]]
     ) -> list[str]:
         every = [_start_args(*instance) for instance in instances]
-        pipe = self.write_pipeline() if self.replicated else self._node_pipeline()
-        for args in every:
-            self._run("start_process", args, client=pipe)
-        return [_text(pi) for pi in self.execute_confirmed(pipe)]
+
+        def build(pipe: redis.client.Pipeline) -> None:
+            for args in every:
+                self._run("start_process", args, client=pipe)
+
+        try:
+            return [_text(pi) for pi in self.on_node(build, confirm=True)]
+        except (redis.exceptions.MovedError, redis.exceptions.ReadOnlyError):
+            raise  # the slot did not settle on a master in time: Redis's own error
+        except redis.ResponseError as exc:
+            raise translate_script_error(exc) from exc
 
     def set_variables(
         self, process_instance_id: str, revision: int, variables_raw: bytes, forms: str
@@ -712,22 +759,31 @@ class Store:
         """Removes a process instance's record and variables; False if it did not exist.
         Jobs still naming it can no longer read its variables."""
         check_process_instance_id(process_instance_id)
-        pipe = self._node_pipeline(transaction=True)
-        pipe.hdel(self.keys.pis, process_instance_id)
-        pipe.hdel(self.keys.vars, process_instance_id)
-        pipe.hdel(self.keys.pvals, process_instance_id)
-        pipe.srem(self.keys.suspended_pis, process_instance_id)
-        existed, *_ = pipe.execute()
-        return bool(existed)
+
+        def build(pipe: redis.client.Pipeline) -> None:
+            # MULTI by hand, so that the WAIT of replicated durability comes after EXEC
+            # (inside a transaction WAIT cannot wait).
+            pipe.execute_command("MULTI")  # type: ignore[no-untyped-call]
+            pipe.hdel(self.keys.pis, process_instance_id)
+            pipe.hdel(self.keys.vars, process_instance_id)
+            pipe.hdel(self.keys.pvals, process_instance_id)
+            pipe.srem(self.keys.suspended_pis, process_instance_id)
+            pipe.execute_command("EXEC")  # type: ignore[no-untyped-call]
+
+        replies = self.on_node(build, confirm=True)
+        existed = replies[-1][0]
+        return bool(int(existed))
 
     def read_process_instance(self, process_instance_id: str) -> tuple[int, int | None, bytes]:
         """A process instance's revision, own priority (None if it has none) and msgpack
         variables, read together."""
         check_process_instance_id(process_instance_id)
-        pipe = self._node_pipeline(transaction=True)
-        pipe.hget(self.keys.pis, process_instance_id)
-        pipe.hget(self.keys.vars, process_instance_id)
-        record, raw = pipe.execute()
+
+        def build(pipe: redis.client.Pipeline) -> None:
+            pipe.hget(self.keys.pis, process_instance_id)
+            pipe.hget(self.keys.vars, process_instance_id)
+
+        record, raw = self.on_node(build, transaction=True)
         if record is None:
             raise ProcessInstanceNotFoundError(f"no process instance {process_instance_id!r}")
         revision, _, pk = _text(record).partition("|")
@@ -839,12 +895,14 @@ class Store:
 
     def get_job(self, job_id: str) -> Job | None:
         check_job_id(job_id)
-        pipe = self._node_pipeline(transaction=False)
-        pipe.hget(self.keys.jobs, job_id)
-        pipe.hget(self.keys.payloads, job_id)
-        pipe.hget(self.keys.errors, job_id)
-        pipe.time()
-        record, payload, error, (seconds, micros) = pipe.execute()
+
+        def build(pipe: redis.client.Pipeline) -> None:
+            pipe.hget(self.keys.jobs, job_id)
+            pipe.hget(self.keys.payloads, job_id)
+            pipe.hget(self.keys.errors, job_id)
+            pipe.time()
+
+        record, payload, error, (seconds, micros) = self.on_node(build)
         if record is None:
             return None
         now = int(seconds) * 1000 + int(micros) // 1000
@@ -855,12 +913,14 @@ class Store:
         job_ids = self._ids(job_ids)
         if not job_ids:
             return []
-        pipe = self._node_pipeline(transaction=False)
-        pipe.hmget(self.keys.jobs, list(job_ids))
-        pipe.hmget(self.keys.payloads, list(job_ids))
-        pipe.hmget(self.keys.errors, list(job_ids))
-        pipe.time()
-        records, payloads, errors, (seconds, micros) = pipe.execute()
+
+        def build(pipe: redis.client.Pipeline) -> None:
+            pipe.hmget(self.keys.jobs, list(job_ids))
+            pipe.hmget(self.keys.payloads, list(job_ids))
+            pipe.hmget(self.keys.errors, list(job_ids))
+            pipe.time()
+
+        records, payloads, errors, (seconds, micros) = self.on_node(build)
         now = int(seconds) * 1000 + int(micros) // 1000
         return [
             parse_record(job_id, record, now, payload, error)
@@ -925,7 +985,7 @@ class Store:
         acquired. One round trip for the type list, one for the counts."""
         k = self.keys
         held = sorted(_text(t) for t in self.client.smembers(k.suspended_types))
-        pipe = self._node_pipeline(transaction=False)
+        pipe = self.client.pipeline(transaction=False)
         pipe.hlen(k.jobs)
         pipe.zcount(k.scheduled, f"({now_ms}", "+inf")
         pipe.zcard(k.locked)

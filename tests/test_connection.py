@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 import redis
+from redis.backoff import NoBackoff
 from redis.cluster import RedisCluster
+from redis.retry import Retry
 
 from rexec.connection import connect, is_cluster, mask_password, parse_url
 from rexec.errors import ConfigurationError, RedisUnavailableError
@@ -103,10 +105,18 @@ def test_connect_builds_the_clients_of_each_topology(
     sentinel.close()
 
 
-def test_an_unknown_sentinel_service_is_a_connection_error(
+def test_an_unknown_sentinel_service_is_a_configuration_error(
     redis_sentinel: SentinelTopology,
 ) -> None:
     url = redis_sentinel.url.rsplit("/", 1)[0] + "/nosuchservice"
     client = connect(url)
-    with pytest.raises(redis.ConnectionError, match="nosuchservice"):
+    with pytest.raises(ConfigurationError, match="know no service 'nosuchservice'"):
+        client.ping()  # at once: not retried as a failover would be
+
+
+def test_sentinels_that_do_not_answer_are_a_connection_error() -> None:
+    ports = [free_cluster_port(set()) for _ in range(2)]
+    client = connect(f"redis+sentinel://127.0.0.1:{ports[0]},127.0.0.1:{ports[1]}/m")
+    client.set_retry(Retry(NoBackoff(), 0))  # connect() waits ~9 s for a failover
+    with pytest.raises(redis.ConnectionError, match=r"no Sentinel at .* answers"):
         client.ping()
