@@ -39,6 +39,7 @@ recomputes ``pilocks`` and join counts, and raises ``seq``. It never deletes a j
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
@@ -201,14 +202,16 @@ class Violation:
     # The exact bytes of the job id / member (or pi, join id), for the repair scripts.
     raw_id: bytes | None = field(default=None, repr=False, compare=False)
     raw_item: bytes | None = field(default=None, repr=False, compare=False)
+    # The partition whose keys show it (rexec/partitions.py; 0 when not partitioned).
+    partition: int = 0
 
     @property
-    def ident(self) -> tuple[str, str | None, str, str | None]:
+    def ident(self) -> tuple[str, str | None, str, str | None, int]:
         """What identifies the violation, whatever its detail says."""
-        return (self.kind, self.job_id, self.key, self.item)
+        return (self.kind, self.job_id, self.key, self.item, self.partition)
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        found: dict[str, Any] = {
             "kind": str(self.kind),
             "job_id": self.job_id,
             "key": self.key,
@@ -216,6 +219,9 @@ class Violation:
             "detail": self.detail,
             "repairable": self.repairable,
         }
+        if self.partition:
+            found["partition"] = self.partition
+        return found
 
 
 def _text(value: bytes | str | None) -> str:
@@ -251,7 +257,7 @@ class _Checker:
         self.scripts: dict[str, Script] = {
             name: self.client.register_script(_source(name)) for name in CHECK_SCRIPTS
         }
-        self.found: dict[tuple[str, str | None, str, str | None], Violation] = {}
+        self.found: dict[tuple[str, str | None, str, str | None, int], Violation] = {}
         self.max_id = 0
         self.max_id_where = ""
         self.locked_exclusive: defaultdict[bytes, set[bytes]] = defaultdict(set)
@@ -900,20 +906,32 @@ def check(store: Store, *, chunk: int = DEFAULT_CHUNK) -> list[Violation]:
     """Every invariant violation in ``store``'s namespace (empty when it is sound).
 
     Safe while workers run: only what is still wrong on an atomic re-read is reported.
+    A partitioned namespace is checked partition by partition (each is self-contained:
+    an instance and all its jobs live in one); ``partition`` says where.
     """
-    return _Checker(store, chunk).run()
+    found: list[Violation] = []
+    for k, part in enumerate(store.partition_stores):
+        found.extend(
+            v if k == 0 else dataclasses.replace(v, partition=k)
+            for v in _Checker(part, chunk).run()
+        )
+    return found
 
 
 def repair(store: Store, *, chunk: int = DEFAULT_CHUNK) -> list[Violation]:
     """Repairs every repairable violation without losing a job; returns the violations
     it fixed. What it cannot fix, ``check`` still reports afterwards."""
-    fixed: dict[tuple[str, str | None, str, str | None], Violation] = {}
+    fixed: dict[tuple[str, str | None, str, str | None, int], Violation] = {}
     found = check(store, chunk=chunk)
     for _ in range(REPAIR_PASSES):
         todo = [v for v in found if v.repairable]
         if not todo:
             break
-        _Checker(store, chunk).apply(todo)
+        parts = store.partition_stores
+        for k, part in enumerate(parts):
+            mine = [v for v in todo if v.partition == k]
+            if mine:
+                _Checker(part, chunk).apply(mine)
         found = check(store, chunk=chunk)
         remaining = {v.ident for v in found}
         for v in todo:
@@ -936,7 +954,7 @@ def _table(title: str, violations: Sequence[Violation]) -> Any:
         table.add_row(
             Text(str(v.kind)),
             Text(v.job_id or "-"),
-            Text(v.key),
+            Text(v.key if not v.partition else f"{v.key} (partition {v.partition})"),
             Text(v.item or "-"),
             Text("yes" if v.repairable else "no"),
             Text(v.detail),

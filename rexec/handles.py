@@ -273,7 +273,7 @@ class JobHandle:
         return hash((self._app.namespace, self.id))
 
     def _commands(self) -> list[tuple[str, tuple[Any, ...]]]:
-        k = self._app.store.keys
+        k = self._app.store.keys_of_job(self.id)  # the job's partition
         i = self.id
         return [
             ("hget", (k.jobs, i)),
@@ -304,7 +304,7 @@ class JobHandle:
     def _keeps(self, job_type: str) -> bool | None:
         if not job_type:
             return None
-        record = self._app.client.hget(self._app.store.keys.definitions, job_type)
+        record = self._app.client.hget(self._app.store.keys_of_job(self.id).definitions, job_type)
         return _keeps(job_type, record)
 
     def result(self, timeout: float | timedelta | None = None) -> Any:
@@ -348,7 +348,9 @@ class JobHandle:
     async def _akeeps(self, job_type: str) -> bool | None:
         if not job_type:
             return None
-        record = await self._app.aclient.hget(self._app.store.keys.definitions, job_type)
+        record = await self._app.aclient.hget(
+            self._app.store.keys_of_job(self.id).definitions, job_type
+        )
         return _keeps(job_type, record)
 
     async def aresult(self, timeout: float | timedelta | None = None) -> Any:
