@@ -160,8 +160,10 @@ redis.call('ZREM', K.locked, id)
 if is_pi_exclusive(j) and release_pi(j.pi) then woke = true end
 if arrive_at_join(id, now) == 'ready' then woke = true end
 count_gone_jobs(j.t, 1)
-note_attempt(id, j, now, owner, ARGV[end_at + 3] or '', '')
-if finish_trail(id, j, now, 'completed', ARGV[end_at + 2] or '') then trim_results(now) end
+local trail = note_attempt(id, j, now, owner, ARGV[end_at + 3] or '', '', true)
+if finish_trail(id, j, now, 'completed', ARGV[end_at + 2] or '', trail) then
+  trim_results(now)
+end
 if history_len > 0 then
   record_history(id, j, 'completed', history_len)
   trim_history(now, history_ttl)

@@ -56,8 +56,8 @@ for k, id in ipairs(ids) do
     local def = definition_of(j.t)
     if def and def.keep > 0 then
       now = now or now_ms()
-      note_attempt(id, j, now, owner, ARGV[4 + 4 * k], '')
-      kept = finish_trail(id, j, now, 'completed', ARGV[3 + 4 * k]) or kept
+      local t = note_attempt(id, j, now, owner, ARGV[4 + 4 * k], '', true)
+      kept = finish_trail(id, j, now, 'completed', ARGV[3 + 4 * k], t) or kept
     else
       drop_trail(id)
     end

@@ -439,10 +439,9 @@ class App:
         for pi in rules_need:
             variables[str(pi)] = self.get_variables(str(pi))
         jobs = [self._new_job(spec, variables) for spec in specs]
-        self._note_unknown_types(
-            jobs, lambda: {_name(t) for t in self.client.hkeys(self.store.keys.definitions)}
-        )
-        return self.store.enqueue(jobs)
+        ids = self.store.enqueue(jobs)
+        self._note_unknown_types(jobs, self._deployed)
+        return ids
 
     async def aenqueue_many(self, specs: Iterable[Mapping[str, Any]]) -> list[str]:
         """``enqueue_many`` for asyncio producers, on ``aclient`` (redis.asyncio)."""
@@ -466,18 +465,34 @@ class App:
                     raise ProcessInstanceNotFoundError(f"no process instance {pi!r}")
                 variables[pi] = variables_dict(unpack(raw, "variables"), pi)
         jobs = [self._new_job(spec, variables) for spec in specs]
-        if any(job.type not in self._known_types for job in jobs):
-            stored = await self.aclient.hkeys(self.store.keys.definitions)
-            self._note_unknown_types(jobs, lambda: {_name(t) for t in stored})
-        return await self.store.aenqueue(self.aclient, jobs)
+        ids = await self.store.aenqueue(self.aclient, jobs)
+        new = sorted({job.type for job in jobs} - self._known_types - set(self.definitions))
+        if new:
+            try:
+                found = await self.aclient.hmget(self.store.keys.definitions, new)
+            except redis.RedisError:  # only a warning is at stake
+                return ids
+            stored = {name for name, record in zip(new, found, strict=True) if record}
+            self._note_unknown_types(jobs, lambda _: stored)
+        return ids
 
-    def _note_unknown_types(self, jobs: list[NewJob], stored: Callable[[], Iterable[str]]) -> None:
+    def _deployed(self, types: list[str]) -> set[str]:
+        found = self.client.hmget(self.store.keys.definitions, types)
+        return {name for name, record in zip(types, found, strict=True) if record}
+
+    def _note_unknown_types(
+        self, jobs: list[NewJob], deployed_of: Callable[[list[str]], set[str]]
+    ) -> None:
         """Says once per type when a job's type is neither registered in this app nor
-        deployed: likely a typo, and no worker may ever run it."""
+        deployed: likely a typo, and no worker may ever run it. Asked after the jobs
+        are written (it never stands in the way of an enqueue)."""
         new = {job.type for job in jobs} - self._known_types - set(self.definitions)
         if not new:
             return
-        deployed = set(stored())
+        try:
+            deployed = deployed_of(sorted(new))
+        except redis.RedisError:  # only a warning is at stake; the jobs are written
+            return
         for name in sorted(new):
             if name not in deployed:
                 log.warning(
@@ -623,10 +638,6 @@ class App:
         if raw is None:
             raise ProcessInstanceNotFoundError(f"no process instance {process_instance_id!r}")
         return variables_dict(unpack(raw, "variables"), process_instance_id)
-
-
-def _name(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def keep_result_ms(keep: object) -> int | None:

@@ -538,8 +538,9 @@ class Store:
         try:
             try:
                 return await aclient.evalsha(script.sha, len(keys), *keys, *args)
-            except redis.exceptions.NoScriptError:
-                return await aclient.eval(script.script, len(keys), *keys, *args)
+            except redis.exceptions.NoScriptError:  # a restart or SCRIPT FLUSH: load it
+                await aclient.script_load(script.script)
+                return await aclient.evalsha(script.sha, len(keys), *keys, *args)
         except redis.ResponseError as exc:
             raise translate_script_error(exc) from exc
 

@@ -7,8 +7,9 @@
 -- the last 20 kept), and its error entry `err` ('' = none; "<len>,<len>,<len>:" then the
 -- class path, message and traceback, as rexec/handles.py encodes it), stamped with now.
 -- Errors beyond 64 KiB drop the oldest first. Returns the meta table, or nil when the
--- type keeps no results.
-local function note_attempt(id, j, now, owner, started, err)
+-- type keeps no results; `unsaved` leaves the meta to the caller to write (finish_trail
+-- does, for a last attempt).
+local function note_attempt(id, j, now, owner, started, err, unsaved)
   local def = definition_of(j.t)
   if not def or def.keep <= 0 then return nil end
   local t = decode_trail(id, j)
@@ -37,6 +38,6 @@ local function note_attempt(id, j, now, owner, started, err)
     end
     redis.call('HSET', K.results, id .. '|e', blob)
   end
-  encode_trail(id, t)
+  if not unsaved then encode_trail(id, t) end
   return t
 end
