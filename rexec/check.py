@@ -162,6 +162,8 @@ class Kind(StrEnum):
     INSTANCE_STALE = "instance-stale"
     UNIQUE_KEY = "unique-key"
     RESULT = "result"
+    KEY_PARTITION = "key-partition"
+    PERIODIC_PARTITION = "periodic-partition"
 
 
 # Kinds check_repair.lua fixes, job by job.
@@ -915,7 +917,53 @@ def check(store: Store, *, chunk: int = DEFAULT_CHUNK) -> list[Violation]:
             v if k == 0 else dataclasses.replace(v, partition=k)
             for v in _Checker(part, chunk).run()
         )
+    from rexec.partitions import PartitionedStore
+
+    if isinstance(store, PartitionedStore):
+        found.extend(_placement(store, chunk))
     return found
+
+
+def _placement(store: Any, chunk: int) -> Iterator[Violation]:
+    """What only a partitioned namespace can get wrong (reported, not repaired: moving a
+    job between partitions would change its id). Invariant 20: a unique key held by a
+    job without a process instance is in the partition its key routes to (producers look
+    for it there only). Invariant 21: periodic schedules are in partition 0 only (no
+    worker ticks them elsewhere)."""
+    for k, part in enumerate(store.parts):
+        for entries in _Checker(part, chunk).hscan("unique_keys"):
+            held = {_text(key): _text(job_id) for key, job_id in entries.items()}
+            jobs = {job.id: job for job in part.get_jobs(list(set(held.values())))}
+            for key, job_id in held.items():
+                job = jobs.get(job_id)
+                if job is None or job.process_instance_id is not None:
+                    continue  # a stale key is invariant 18's; an instance's key is at home
+                home = store.partition_of_key(key)
+                if home != k:
+                    yield Violation(
+                        Kind.KEY_PARTITION,
+                        job_id,
+                        "unique_keys",
+                        f"a unique key of a job without a process instance, in partition {k}"
+                        f" while the key routes to partition {home}: a producer would not"
+                        " find it and could make a second job with it",
+                        False,
+                        key,
+                        partition=k,
+                    )
+        if k == 0:
+            continue
+        keys = part.keys
+        for name in ("periodic", "periodic_due", "periodic_last"):
+            if store.client.exists(keys.key(name)):
+                yield Violation(
+                    Kind.PERIODIC_PARTITION,
+                    None,
+                    name,
+                    f"periodic schedules in partition {k}: only partition 0's are ticked",
+                    False,
+                    partition=k,
+                )
 
 
 def repair(store: Store, *, chunk: int = DEFAULT_CHUNK) -> list[Violation]:

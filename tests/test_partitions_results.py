@@ -25,7 +25,7 @@ from rexec.connection import connect
 from rexec.job import Job
 from rexec.partitions import PartitionedStore, open_layout
 from rexec.status import Status
-from rexec.store import Store
+from rexec.store import NewJob, Store
 from rexec.topology import ClusterTopology
 from tests.harness import Cluster
 from tests.test_handles import Transient, make
@@ -321,6 +321,28 @@ def test_check_is_clean_with_results_and_keys_in_every_partition_and_finds_their
     assert found and {v.partition for v in found} == {part_of(app, victim)}
     repair(app.store)
     assert [v for v in check(app.store) if v.kind is Kind.UNIQUE_KEY] == []
+
+
+def test_check_finds_keys_and_schedules_out_of_their_partition(
+    client: redis.Redis, namespace: str
+) -> None:
+    app = partitioned(client, namespace)
+    make(app)
+    store = store_of(app)
+    home = store.partition_of_key("moved")
+    away = (home + 1) % 3
+    # A producer that routed the key wrongly (written straight into another partition).
+    (job_id,) = store.parts[away].enqueue([NewJob("add", unique_key="moved")])
+    pi = app.start_process_instances([{} for _ in range(3)])
+    for one in pi:  # keys of instance jobs are at home wherever their instance is
+        app.enqueue("add", key="inst", process_instance_id=one)
+    client.hset(store.parts[away].keys.periodic, "stray", b"x")
+    found = {(v.kind, v.partition, v.item, v.job_id) for v in check(app.store)}
+    assert found == {
+        (Kind.KEY_PARTITION, away, "moved", job_id),
+        (Kind.PERIODIC_PARTITION, away, None, None),
+    }
+    assert not any(v.repairable for v in check(app.store) if v.partition == away)
 
 
 # -- periodic schedules ------------------------------------------------------------------------
