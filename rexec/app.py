@@ -17,6 +17,7 @@ from rexec.errors import (
     OptimisticLockingError,
     ProcessInstanceNotFoundError,
     ValidationError,
+    is_transient,
 )
 from rexec.management import Management
 from rexec.partitions import check_partitions, open_store
@@ -145,16 +146,23 @@ class App:
     @property
     def store(self) -> Store:
         if self._store is None:
-            self._store = open_store(
-                self.client,
-                self.namespace,
-                self.partitions,
-                acquisition=self.acquisition,
-                history_max_len=self.history_max_len,
-                history_ttl_ms=self.history_ttl_ms,
-                durability=self.durability,
-                replication_timeout_ms=self.replication_timeout_ms,
-            )
+            options: dict[str, Any] = {
+                "acquisition": self.acquisition,
+                "history_max_len": self.history_max_len,
+                "history_ttl_ms": self.history_ttl_ms,
+                "durability": self.durability,
+                "replication_timeout_ms": self.replication_timeout_ms,
+            }
+            try:
+                self._store = open_store(self.client, self.namespace, self.partitions, **options)
+            except Exception as exc:
+                if self.partitions not in (None, 1) or not is_transient(exc):
+                    raise
+                # Redis is away, so the partition layout cannot be read: partition 0's
+                # store for now (its every call fails while Redis is away, as before),
+                # not kept, so the next use reads the layout. A worker process opens its
+                # store only once Redis answers (rexec/executor/process.py).
+                return Store(self.client, self.namespace, **options)
         return self._store
 
     @property
