@@ -459,8 +459,7 @@ def test_a_worker_process_waits_for_redis_to_open_its_namespace(
             self.failures = failures
             self.opened = 0
 
-        @property
-        def store(self) -> object:
+        def open_store(self) -> object:
             if self.failures:
                 raise self.failures.pop(0)
             self.opened += 1
@@ -510,6 +509,8 @@ def test_an_app_without_redis_opens_partition_zero_for_now_and_reads_the_layout_
     assert type(offline) is Store and offline.keys == Keys(namespace)
     with pytest.raises(redis.ConnectionError):
         offline.time_ms()
+    with pytest.raises(redis.ConnectionError):
+        app.open_store()  # what a worker process waits on
     app.close()
     app.redis_url = redis_url  # Redis is back
     assert isinstance(app.store, PartitionedStore)
