@@ -22,6 +22,7 @@ from rexec.errors import (
     OptimisticLockingError,
     ProcessInstanceNotFoundError,
     ValidationError,
+    is_transient,
 )
 from rexec.handles import JobHandle
 from rexec.jobtype import JobType
@@ -195,18 +196,36 @@ class App:
 
     @property
     def store(self) -> Store:
+        if self._store is not None:
+            return self._store
+        try:
+            return self.open_store()
+        except Exception as exc:
+            if self.partitions not in (None, 1) or not is_transient(exc):
+                raise
+            # Redis is away, so the partition layout cannot be read: partition 0's store
+            # for now (its every call fails while Redis is away, as before), not kept, so
+            # the next use reads the layout. A worker process opens its store with
+            # open_store, once Redis answers (rexec/executor/process.py).
+            return Store(self.client, self.namespace, **self._store_options())
+
+    def open_store(self) -> Store:
+        """Opens (and keeps) the namespace's store, reading its partition layout: raises
+        when Redis cannot be reached, where ``store`` would make do for now."""
         if self._store is None:
             self._store = open_store(
-                self.client,
-                self.namespace,
-                self.partitions,
-                acquisition=self.acquisition,
-                history_max_len=self.history_max_len,
-                history_ttl_ms=self.history_ttl_ms,
-                durability=self.durability,
-                replication_timeout_ms=self.replication_timeout_ms,
+                self.client, self.namespace, self.partitions, **self._store_options()
             )
         return self._store
+
+    def _store_options(self) -> dict[str, Any]:
+        return {
+            "acquisition": self.acquisition,
+            "history_max_len": self.history_max_len,
+            "history_ttl_ms": self.history_ttl_ms,
+            "durability": self.durability,
+            "replication_timeout_ms": self.replication_timeout_ms,
+        }
 
     @property
     def management(self) -> Management:

@@ -459,8 +459,7 @@ def test_a_worker_process_waits_for_redis_to_open_its_namespace(
             self.failures = failures
             self.opened = 0
 
-        @property
-        def store(self) -> object:
+        def open_store(self) -> object:
             if self.failures:
                 raise self.failures.pop(0)
             self.opened += 1
@@ -495,3 +494,26 @@ def test_an_expired_lock_in_an_otherwise_idle_partition_is_reclaimed(
     got = first.jobs or app.store.acquire_jobs("alive", 5).jobs
     assert [(job.id, job.lock_owner) for job in got] == [(job_id, "alive")]
     assert check(app.store) == []
+
+
+def test_an_app_without_redis_opens_partition_zero_for_now_and_reads_the_layout_later(
+    redis_url: str, namespace: str
+) -> None:
+    """Opening a store reads the layout; while Redis is away an app gets partition 0's
+    store (whose calls fail as before), not kept, so the next use reads the layout."""
+    created = App(redis_url, namespace=namespace, partitions=3)
+    _ = created.store
+    created.close()
+    app = App("redis://127.0.0.1:1/0", namespace=namespace)
+    offline = app.store
+    assert type(offline) is Store and offline.keys == Keys(namespace)
+    with pytest.raises(redis.ConnectionError):
+        offline.time_ms()
+    with pytest.raises(redis.ConnectionError):
+        app.open_store()  # what a worker process waits on
+    app.close()
+    app.redis_url = redis_url  # Redis is back
+    assert isinstance(app.store, PartitionedStore)
+    app.close()
+    with pytest.raises(redis.ConnectionError):
+        _ = App("redis://127.0.0.1:1/0", namespace=namespace, partitions=3).store

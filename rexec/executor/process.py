@@ -208,7 +208,7 @@ def open_store_when_reachable(
     wait_s = 0.05
     while True:
         try:
-            _ = app.store
+            app.open_store()
         except Exception as exc:
             if not is_transient(exc):
                 raise
