@@ -489,3 +489,30 @@ def test_handles_keys_and_schedules_on_a_three_master_cluster(
 def test_plain_store_keys_of_job_is_its_own(client: redis.Redis, namespace: str) -> None:
     store = Store(client, namespace)
     assert store.keys_of_job("12") == store.keys
+
+
+def test_the_cockpit_and_rexec_job_tell_a_finished_job_of_any_partition(
+    redis_url: str, namespace: str
+) -> None:
+    from click.testing import CliRunner
+    from starlette.testclient import TestClient
+
+    from rexec.cli import main
+    from rexec.cockpit.app import create_app
+
+    app = App(redis_url, namespace=namespace, partitions=3)
+    make(app)
+    ids = one_in_each(app, "add", [{"a": 1, "b": 1}] * 3)
+    jobs = {job.id: job for job in take_all(app, 3)}
+    app.store.complete_many([jobs[i] for i in ids], [pack("sent")] * 3, [None] * 3)
+    with TestClient(create_app(app)) as client:
+        for job_id in ids:
+            response = client.get(f"/api/jobs/{job_id}")
+            assert response.status_code == 404
+            assert "no longer queued: completed after 1 attempt(s)" in response.text
+            assert "returned 'sent'" in response.text
+    env = {"REXEC_REDIS_URL": redis_url, "REXEC_NAMESPACE": namespace}
+    shown = CliRunner().invoke(main, ["job", ids[2]], env=env)
+    assert shown.exit_code == 0, shown.output
+    assert "sent" in shown.output
+    app.close()
