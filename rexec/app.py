@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import redis
 
 from rexec.codec import check_ms, check_priority, check_type, pack, unpack, variables_dict
+from rexec.connection import connect, connect_async
 from rexec.definitions import definition_head, fingerprint, safe_name
 from rexec.errors import (
     ConfigurationError,
@@ -21,16 +22,27 @@ from rexec.errors import (
     OptimisticLockingError,
     ProcessInstanceNotFoundError,
     ValidationError,
+    is_transient,
 )
 from rexec.handles import JobHandle
 from rexec.jobtype import JobType
 from rexec.management import Management
+from rexec.partitions import check_partitions, open_store
 from rexec.periodic import DEFAULT_GRACE_MS, PeriodicInfo, Schedule
 from rexec.priority import PriorityRule, ProcessPriority, process_priority, rule_priority
 from rexec.retry import DEFAULT_RETRY_CYCLE, RetryCycle
 from rexec.rules import FromVariable, plain_forms
 from rexec.status import Status
-from rexec.store import NewJob, Store, check_acquisition, check_process_instance_id, class_path
+from rexec.store import (
+    DEFAULT_REPLICATION_TIMEOUT_MS,
+    NewJob,
+    Store,
+    check_acquisition,
+    check_durability,
+    check_process_instance_id,
+    check_replication_timeout,
+    class_path,
+)
 
 if TYPE_CHECKING:
     import redis.asyncio
@@ -83,6 +95,17 @@ class App:
     private ``redis-server`` shared by the rexec commands of this machine). Completed
     jobs leave nothing behind, unless ``history_max_len`` > 0 keeps the last that many
     (about) in a history, for at most ``history_ttl_ms`` if given.
+
+    ``partitions`` spreads the namespace over that many hash tags (Redis Cluster
+    masters; see docs/scaling.md). The count is fixed when the namespace is created:
+    ``None`` takes the stored one (1 for a namespace never partitioned), another count
+    than the stored one is a PartitionCountError.
+
+    ``redis_url`` may name a Redis Cluster (``redis+cluster://host:port``) or a Sentinel
+    group (``redis+sentinel://host:port,…/service``); see rexec/connection.py.
+    ``durability="replicated"`` makes every acknowledged write (enqueue, commit, fail,
+    operator change) wait until a replica has it (``WAIT 1 replication_timeout_ms``),
+    else raise ReplicationTimeoutError, so it survives the loss of its master.
     """
 
     def __init__(
@@ -93,8 +116,16 @@ class App:
         acquisition: str = "atomic",
         history_max_len: int = 0,
         history_ttl_ms: int = 0,
+        partitions: int | None = None,
+        durability: str = "default",
+        replication_timeout_ms: int = DEFAULT_REPLICATION_TIMEOUT_MS,
     ) -> None:
         check_acquisition(acquisition)
+        if partitions is not None:
+            check_partitions(partitions)
+        self.partitions = partitions
+        self.durability = check_durability(durability)
+        self.replication_timeout_ms = check_replication_timeout(replication_timeout_ms)
         self.redis_url = redis_url or os.environ.get("REXEC_REDIS_URL") or None
         self.namespace = namespace or os.environ.get("REXEC_NAMESPACE") or "default"
         self.acquisition = acquisition
@@ -117,11 +148,12 @@ class App:
         *,
         namespace: str = "default",
         aclient: redis.asyncio.Redis | None = None,
+        partitions: int | None = None,
     ) -> App:
         """An app on an existing client (``decode_responses=False``), and optionally a
         redis.asyncio client on the same server for the async producers. Worker nodes
         need a URL to connect their own processes; this is for producers and tests."""
-        app = cls(namespace=namespace)
+        app = cls(namespace=namespace, partitions=partitions)
         app.redis_url = app.redis_url or "client://"
         app._client = client
         app._aclient = aclient
@@ -149,18 +181,13 @@ class App:
         handle methods (created on first use, bound to the event loop that first uses
         it)."""
         if self._aclient is None:
-            import redis.asyncio
-
             url = self.resolved_url()
             if url == "client://":
                 raise ConfigurationError(
                     "this app was made with_client(...) without aclient=: pass a"
                     " redis.asyncio client for the async producers"
                 )
-            try:
-                self._aclient = redis.asyncio.Redis.from_url(url, decode_responses=False)
-            except ValueError as exc:
-                raise ConfigurationError(f"bad Redis URL {url!r}: {exc}") from exc
+            self._aclient = connect_async(url)  # a cluster or Sentinel URL too
         return self._aclient
 
     async def aclose(self) -> None:
@@ -171,15 +198,36 @@ class App:
 
     @property
     def store(self) -> Store:
+        if self._store is not None:
+            return self._store
+        try:
+            return self.open_store()
+        except Exception as exc:
+            if self.partitions not in (None, 1) or not is_transient(exc):
+                raise
+            # Redis is away, so the partition layout cannot be read: partition 0's store
+            # for now (its every call fails while Redis is away, as before), not kept, so
+            # the next use reads the layout. A worker process opens its store with
+            # open_store, once Redis answers (rexec/executor/process.py).
+            return Store(self.client, self.namespace, **self._store_options())
+
+    def open_store(self) -> Store:
+        """Opens (and keeps) the namespace's store, reading its partition layout: raises
+        when Redis cannot be reached, where ``store`` would make do for now."""
         if self._store is None:
-            self._store = Store(
-                self.client,
-                self.namespace,
-                acquisition=self.acquisition,
-                history_max_len=self.history_max_len,
-                history_ttl_ms=self.history_ttl_ms,
+            self._store = open_store(
+                self.client, self.namespace, self.partitions, **self._store_options()
             )
         return self._store
+
+    def _store_options(self) -> dict[str, Any]:
+        return {
+            "acquisition": self.acquisition,
+            "history_max_len": self.history_max_len,
+            "history_ttl_ms": self.history_ttl_ms,
+            "durability": self.durability,
+            "replication_timeout_ms": self.replication_timeout_ms,
+        }
 
     @property
     def management(self) -> Management:
@@ -444,7 +492,8 @@ class App:
                 and _python_rule(self.definitions.get(spec.get("type", "")))
             ):
                 check_process_instance_id(pi)
-                raw: bytes | None = await self.aclient.hget(self.store.keys.vars, pi)  # type: ignore[assignment]
+                keys = self.store.instance_keys(pi)
+                raw: bytes | None = await self.aclient.hget(keys.vars, pi)  # type: ignore[assignment]
                 if raw is None:
                     raise ProcessInstanceNotFoundError(f"no process instance {pi!r}")
                 variables[pi] = variables_dict(unpack(raw, "variables"), pi)
@@ -638,7 +687,8 @@ class App:
 
     def get_variables(self, process_instance_id: str) -> dict[str, Any]:
         check_process_instance_id(process_instance_id)
-        raw: bytes | None = self.client.hget(self.store.keys.vars, process_instance_id)  # type: ignore[assignment]
+        keys = self.store.instance_keys(process_instance_id)
+        raw: bytes | None = self.client.hget(keys.vars, process_instance_id)  # type: ignore[assignment]
         if raw is None:
             raise ProcessInstanceNotFoundError(f"no process instance {process_instance_id!r}")
         return variables_dict(unpack(raw, "variables"), process_instance_id)
@@ -673,11 +723,3 @@ def exception_paths(given: object, what: str) -> tuple[str, ...]:
             raise ValidationError(f"{what}: cannot store the class path {path!r}")
         paths.append(path)
     return tuple(dict.fromkeys(paths))
-
-
-def connect(url: str) -> redis.Redis:
-    """A client for ``url`` (redis://, rediss:// or unix://) that keeps bytes as bytes."""
-    try:
-        return redis.Redis.from_url(url, decode_responses=False, health_check_interval=30)
-    except ValueError as exc:
-        raise ConfigurationError(f"bad Redis URL {url!r}: {exc}") from exc

@@ -26,6 +26,7 @@ from rexec import metrics as m
 from rexec.app import App
 from rexec.bench_app import stamp_key
 from rexec.cluster import LocalCluster
+from rexec.connection import connect
 from rexec.demo import Scenario, redis_for_demo
 from rexec.options import redis_url_option
 from rexec.settings import WorkerSettings
@@ -131,7 +132,7 @@ DRAIN_JOBS = ("noop", "rpush", "rpush-batch", "arpush", "arpush-batch", "sleep-m
 
 
 def bench_store(url: str, big: int, console: Console) -> dict[str, Any]:
-    client = redis.Redis.from_url(url)
+    client = connect(url)
     results: dict[str, Any] = {"benchmark": "store", "environment": environment(client)}
     options = AcquireOptions(lock_ms=600_000)
 
@@ -384,7 +385,7 @@ def bench_latency(url: str, samples: int, console: Console) -> dict[str, Any]:
 
 def bench_cluster(url: str, jobs: int, nodes: int, processes: int, job_ms: float) -> dict[str, Any]:
     report = Scenario(url, jobs=jobs, nodes=nodes, processes=processes, job_ms=job_ms).run(None)
-    with contextlib.closing(redis.Redis.from_url(url)) as client:
+    with contextlib.closing(connect(url)) as client:
         env = environment(client)
     return {"benchmark": "cluster", "environment": env, **report.as_dict()}
 
@@ -496,7 +497,7 @@ def render(console: Console, result: dict[str, Any]) -> None:
 @click.command("bench")
 @click.argument(
     "which",
-    type=click.Choice(["store", "drain", "latency", "cluster", "soak", "chaos", "all"]),
+    type=click.Choice(["store", "drain", "latency", "cluster", "soak", "chaos", "scale", "all"]),
     default="all",
 )
 @redis_url_option("Use this Redis (an empty one).")
@@ -566,6 +567,13 @@ def render(console: Console, result: dict[str, Any]) -> None:
 )
 @click.option("--seed", default=None, type=int, help="chaos: random seed, to repeat a run.")
 @click.option(
+    "--topology",
+    type=click.Choice(["sentinel", "cluster"]),
+    default=None,
+    help="chaos: instead, on a local Sentinel group or Redis Cluster, SIGKILL the master"
+    " mid-drain, with default and with replicated durability (--chaos-jobs jobs).",
+)
+@click.option(
     "--job",
     type=click.Choice(DRAIN_JOBS),
     default="noop",
@@ -602,17 +610,35 @@ def bench_command(  # noqa: PLR0917 - one parameter per click option
     chaos_jobs: int,
     chaos_seconds: float,
     seed: int | None,
+    topology: str | None,
     job: str,
     sleep_ms: float,
     rtt_ms: float,
 ) -> None:
     """Measure rexec on this machine: store, drain, latency, cluster, soak, or all.
 
+    ``scale`` drains --jobs no-op jobs on local Redis Clusters of 1, 2 and 3 masters
+    (a partition per master) and reports jobs/s and each master's Redis CPU per job.
+
     ``all`` runs store, drain, latency and cluster; ``soak`` (an hour by default) and
     ``chaos`` (kills processes and Redis while 20,000 jobs drain, on its own Redis) run
     only when asked for."""
     console = Console(stderr=True)
     chosen = ["store", "drain", "latency", "cluster"] if which == "all" else [which]
+    if which == "chaos" and topology is not None:
+        from rexec.chaos_failover import render_failover, run_failover_pair
+
+        pair = run_failover_pair(
+            topology, min(chaos_jobs, 20_000), seed, console=None if as_json else console
+        )
+        if not as_json:
+            render_failover(console, pair)
+        click.echo(orjson.dumps(pair, option=orjson.OPT_INDENT_2, default=str).decode())
+        if pair["violations"]:
+            raise SystemExit(1)
+        return
+    if topology is not None:
+        raise click.UsageError("--topology goes with chaos: rexec bench chaos --topology ...")
     if which == "chaos":
         from rexec.chaos import ChaosConfig, render_report, run_chaos
 
@@ -625,6 +651,15 @@ def bench_command(  # noqa: PLR0917 - one parameter per click option
         click.echo(orjson.dumps(report, option=orjson.OPT_INDENT_2, default=str).decode())
         if report.get("violations"):
             raise SystemExit(1)
+        return
+    if which == "scale":
+        from rexec.bench_scale import bench_scale
+
+        console.print(f"scale: draining {jobs:,} no-op jobs on 1, 2 and 3 local masters ...")
+        result = bench_scale(jobs, processes, concurrency)
+        if not as_json:
+            render(console, result)
+        click.echo(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
         return
     results = []
     with redis_for_demo(redis_url) as url:

@@ -18,6 +18,7 @@ import redis
 import redis.asyncio
 
 from rexec.app import App
+from rexec.connection import connect, connect_async
 from rexec.context import JobContext
 
 app = App()
@@ -50,7 +51,7 @@ def noop(ctx: JobContext, payload: Any) -> None:
 def rpush(ctx: JobContext, payload: Any) -> None:
     """One RPUSH on this process's own client."""
     if _clients.sync is None:
-        _clients.sync = redis.Redis.from_url(str(ctx.app.redis_url))
+        _clients.sync = connect(str(ctx.app.redis_url))
     _clients.sync.rpush(rpush_key(ctx.app.namespace), ctx.job.id)
 
 
@@ -96,7 +97,7 @@ async def arpush(ctx: JobContext, payload: Any) -> None:
     loop_id = id(asyncio.get_running_loop())
     client = _async_clients.get(loop_id)
     if client is None:
-        client = _async_clients[loop_id] = redis.asyncio.Redis.from_url(str(ctx.app.redis_url))
+        client = _async_clients[loop_id] = connect_async(str(ctx.app.redis_url))
     await client.rpush(rpush_key(ctx.app.namespace), ctx.job.id)
 
 

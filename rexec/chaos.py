@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import importlib
 import itertools
 import os
@@ -113,7 +114,22 @@ def _execute(ctx: JobContext, payload: Mapping[str, Any], **extra: Any) -> None:
         "tok": uuid.uuid4().hex,
         **extra,
     }
-    _push(ctx.app.client, executions_key(ctx.app.namespace), orjson.dumps(record))
+    _push(ledger_client(ctx.app), executions_key(ctx.app.namespace), orjson.dumps(record))
+
+
+LEDGER_URL_ENV = "REXEC_CHAOS_LEDGER_URL"
+
+
+@functools.cache
+def _ledger(url: str) -> redis.Redis:
+    return redis.Redis.from_url(url)
+
+
+def ledger_client(app: App) -> redis.Redis:
+    """Where execution records go: the app's Redis, or (``REXEC_CHAOS_LEDGER_URL``) a
+    Redis of their own, which survives when a master of the app's Redis is killed."""
+    url = os.environ.get(LEDGER_URL_ENV)
+    return _ledger(url) if url else app.client
 
 
 def _push(client: redis.Redis, key: str, record: bytes) -> None:

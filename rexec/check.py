@@ -39,6 +39,7 @@ recomputes ``pilocks`` and join counts, and raises ``seq``. It never deletes a j
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
@@ -161,6 +162,8 @@ class Kind(StrEnum):
     INSTANCE_STALE = "instance-stale"
     UNIQUE_KEY = "unique-key"
     RESULT = "result"
+    KEY_PARTITION = "key-partition"
+    PERIODIC_PARTITION = "periodic-partition"
 
 
 # Kinds check_repair.lua fixes, job by job.
@@ -201,14 +204,16 @@ class Violation:
     # The exact bytes of the job id / member (or pi, join id), for the repair scripts.
     raw_id: bytes | None = field(default=None, repr=False, compare=False)
     raw_item: bytes | None = field(default=None, repr=False, compare=False)
+    # The partition whose keys show it (rexec/partitions.py; 0 when not partitioned).
+    partition: int = 0
 
     @property
-    def ident(self) -> tuple[str, str | None, str, str | None]:
+    def ident(self) -> tuple[str, str | None, str, str | None, int]:
         """What identifies the violation, whatever its detail says."""
-        return (self.kind, self.job_id, self.key, self.item)
+        return (self.kind, self.job_id, self.key, self.item, self.partition)
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        found: dict[str, Any] = {
             "kind": str(self.kind),
             "job_id": self.job_id,
             "key": self.key,
@@ -216,6 +221,9 @@ class Violation:
             "detail": self.detail,
             "repairable": self.repairable,
         }
+        if self.partition:
+            found["partition"] = self.partition
+        return found
 
 
 def _text(value: bytes | str | None) -> str:
@@ -251,7 +259,7 @@ class _Checker:
         self.scripts: dict[str, Script] = {
             name: self.client.register_script(_source(name)) for name in CHECK_SCRIPTS
         }
-        self.found: dict[tuple[str, str | None, str, str | None], Violation] = {}
+        self.found: dict[tuple[str, str | None, str, str | None, int], Violation] = {}
         self.max_id = 0
         self.max_id_where = ""
         self.locked_exclusive: defaultdict[bytes, set[bytes]] = defaultdict(set)
@@ -900,20 +908,78 @@ def check(store: Store, *, chunk: int = DEFAULT_CHUNK) -> list[Violation]:
     """Every invariant violation in ``store``'s namespace (empty when it is sound).
 
     Safe while workers run: only what is still wrong on an atomic re-read is reported.
+    A partitioned namespace is checked partition by partition (each is self-contained:
+    an instance and all its jobs live in one); ``partition`` says where.
     """
-    return _Checker(store, chunk).run()
+    found: list[Violation] = []
+    for k, part in enumerate(store.partition_stores):
+        found.extend(
+            v if k == 0 else dataclasses.replace(v, partition=k)
+            for v in _Checker(part, chunk).run()
+        )
+    from rexec.partitions import PartitionedStore
+
+    if isinstance(store, PartitionedStore):
+        found.extend(_placement(store, chunk))
+    return found
+
+
+def _placement(store: Any, chunk: int) -> Iterator[Violation]:
+    """What only a partitioned namespace can get wrong (reported, not repaired: moving a
+    job between partitions would change its id). Invariant 20: a unique key held by a
+    job without a process instance is in the partition its key routes to (producers look
+    for it there only). Invariant 21: periodic schedules are in partition 0 only (no
+    worker ticks them elsewhere)."""
+    for k, part in enumerate(store.parts):
+        for entries in _Checker(part, chunk).hscan("unique_keys"):
+            held = {_text(key): _text(job_id) for key, job_id in entries.items()}
+            jobs = {job.id: job for job in part.get_jobs(list(set(held.values())))}
+            for key, job_id in held.items():
+                job = jobs.get(job_id)
+                if job is None or job.process_instance_id is not None:
+                    continue  # a stale key is invariant 18's; an instance's key is at home
+                home = store.partition_of_key(key)
+                if home != k:
+                    yield Violation(
+                        Kind.KEY_PARTITION,
+                        job_id,
+                        "unique_keys",
+                        f"a unique key of a job without a process instance, in partition {k}"
+                        f" while the key routes to partition {home}: a producer would not"
+                        " find it and could make a second job with it",
+                        False,
+                        key,
+                        partition=k,
+                    )
+        if k == 0:
+            continue
+        keys = part.keys
+        for name in ("periodic", "periodic_due", "periodic_last"):
+            if store.client.exists(keys.key(name)):
+                yield Violation(
+                    Kind.PERIODIC_PARTITION,
+                    None,
+                    name,
+                    f"periodic schedules in partition {k}: only partition 0's are ticked",
+                    False,
+                    partition=k,
+                )
 
 
 def repair(store: Store, *, chunk: int = DEFAULT_CHUNK) -> list[Violation]:
     """Repairs every repairable violation without losing a job; returns the violations
     it fixed. What it cannot fix, ``check`` still reports afterwards."""
-    fixed: dict[tuple[str, str | None, str, str | None], Violation] = {}
+    fixed: dict[tuple[str, str | None, str, str | None, int], Violation] = {}
     found = check(store, chunk=chunk)
     for _ in range(REPAIR_PASSES):
         todo = [v for v in found if v.repairable]
         if not todo:
             break
-        _Checker(store, chunk).apply(todo)
+        parts = store.partition_stores
+        for k, part in enumerate(parts):
+            mine = [v for v in todo if v.partition == k]
+            if mine:
+                _Checker(part, chunk).apply(mine)
         found = check(store, chunk=chunk)
         remaining = {v.ident for v in found}
         for v in todo:
@@ -936,7 +1002,7 @@ def _table(title: str, violations: Sequence[Violation]) -> Any:
         table.add_row(
             Text(str(v.kind)),
             Text(v.job_id or "-"),
-            Text(v.key),
+            Text(v.key if not v.partition else f"{v.key} (partition {v.partition})"),
             Text(v.item or "-"),
             Text("yes" if v.repairable else "no"),
             Text(v.detail),

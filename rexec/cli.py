@@ -23,6 +23,7 @@ import click
 import msgpack
 import orjson
 import redis
+from redis.crc import key_slot
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -41,6 +42,7 @@ from rexec.errors import (
 )
 from rexec.job import Job, JobState
 from rexec.options import APP_URL_HELP, namespace_option, redis_url_option, target_options
+from rexec.partitions import MAX_PARTITIONS, read_layout
 from rexec.target import NoTargetError, resolve, tell_target
 from rexec.target import load_app as import_app
 
@@ -438,6 +440,58 @@ def job(app: App, *, job_id: str, as_json: bool) -> None:
     console().print(table)
 
 
+@main.group(cls=RexecGroup)
+def namespace() -> None:
+    """Create a namespace with its partitions, or show its partition layout."""
+
+
+@namespace.command("create")
+@click.argument("name")
+@click.option(
+    "--partitions",
+    type=click.IntRange(1, MAX_PARTITIONS),
+    default=1,
+    show_default=True,
+    help="Hash tags to spread the namespace over (fixed from now on; see docs/scaling.md).",
+)
+@redis_url_option()
+def namespace_create(name: str, partitions: int, redis_url: str | None) -> None:
+    """Create namespace NAME with its partition count (an existing namespace must have
+    the same count: it is fixed at creation)."""
+    with App(redis_url, namespace=name, partitions=partitions) as app:
+        _ = app.store  # creates it, or checks the count
+        layout = read_layout(app.client, name)
+        click.echo(f"namespace {name!r}: {layout.count} partition{'s' if layout.count > 1 else ''}")
+
+
+@namespace.command("show")
+@click.argument("name", required=False)
+@json_option
+@redis_url_option()
+def namespace_show(name: str | None, as_json: bool, redis_url: str | None) -> None:
+    """The partitions of namespace NAME (or REXEC_NAMESPACE, else default): their hash
+    tags, Redis Cluster slots and jobs."""
+    with App(redis_url, namespace=name) as app:
+        store = app.store
+        now = store.time_ms()
+        rows = [
+            {
+                "partition": k,
+                "tag": part.keys.prefix[len("rexec:{") : -2],
+                "slot": key_slot(part.keys.jobs.encode()),
+                "jobs": part.state_counts(now)["total"],
+            }
+            for k, part in enumerate(store.partition_stores)
+        ]
+    if as_json:
+        print_json({"namespace": app.namespace, "partitions": rows})
+        return
+    table = Table("partition", "hash tag", "slot", "jobs", title=f"namespace {app.namespace!r}")
+    for row in rows:
+        table.add_row(*(cell(row[k]) for k in ("partition", "tag", "slot", "jobs")))
+    console().print(table)
+
+
 @main.command()
 @json_option
 @with_app
@@ -497,7 +551,7 @@ def deploy(*, app_path: str, redis_url: str | None, namespace: str | None) -> No
     if namespace:
         app.namespace = namespace
     app.app_path = app_path
-    from rexec.urls import mask_password
+    from rexec.connection import mask_password
 
     click.echo(
         f"deploying to Redis {mask_password(app.resolved_url())}, namespace {app.namespace!r}",
@@ -1175,6 +1229,15 @@ def _lazy(module_name: str, attribute: str, what: str) -> Any:
     help="Give up (exit 1) when Redis is unreachable this many seconds at start-up;"
     " by default a node waits for it, saying so every few seconds.",
 )
+@click.option(
+    "--durability",
+    type=click.Choice(["default", "replicated"]),
+    default=None,
+    envvar="REXEC_DURABILITY",
+    show_envvar=True,
+    help="'replicated': every commit and failure waits for a replica (WAIT 1);"
+    " by default the app's own setting.",
+)
 @namespace_option(from_app=True)
 @redis_url_option(APP_URL_HELP)
 def worker(
@@ -1196,6 +1259,7 @@ def worker(
     log_level: str,
     log_format: str,
     connect_timeout: float | None,
+    durability: str | None,
     redis_url: str | None,
     namespace: str | None,
     **strategy: Any,
@@ -1241,6 +1305,7 @@ def worker(
         log_level=log_level.upper(),
         log_format=log_format,
         connect_timeout_s=connect_timeout,
+        durability=durability,
     )
     click.get_current_context().exit(int(run_node(settings)))
 

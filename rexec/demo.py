@@ -68,6 +68,12 @@ class Report:
     drain_s: float = 0.0
     throughput_per_s: float = 0.0
     vip_before_housekeeping: bool = False
+    partitions: int = 1
+    # Priority inversions between the first and the last class: housekeeping jobs that
+    # started before the last VIP delivery did, and VIP deliveries that started after the
+    # first housekeeping job did (both 0 when every VIP delivery starts first).
+    housekeeping_before_last_vip: int = 0
+    vip_after_first_housekeeping: int = 0
     acquisition_attempts: int = 0
     jobs_acquired: int = 0
     locking_failures: int = 0
@@ -139,6 +145,7 @@ class Scenario:
         lead_ms: int | None = None,
         timeout_s: float = 300.0,
         operator: bool = True,
+        partitions: int = 1,
     ) -> None:
         self.namespace = "demo-" + uuid.uuid4().hex[:8]
         self.redis_url = redis_url
@@ -151,7 +158,8 @@ class Scenario:
         self.report = Report(
             label, jobs, nodes, processes, concurrency, acquisition, backoff, job_ms
         )
-        self.app = App(redis_url, namespace=self.namespace)
+        self.report.partitions = partitions
+        self.app = App(redis_url, namespace=self.namespace, partitions=partitions)
         self.app.definitions.update(scenario.app.definitions)  # the types' priority rules
         self.settings = WorkerSettings(
             app_path="rexec.scenario:app",
@@ -175,6 +183,7 @@ class Scenario:
 
     def run(self, console: Console | None = None) -> Report:
         try:
+            _ = self.app.store  # creates the namespace with its partitions first
             self.cluster.start()
             self._wait_for_workers()
             load = scenario.prepare_midnight(self.app, self.report.jobs)
@@ -308,15 +317,20 @@ class Scenario:
             rep.wait_p95_ms = round(percentile(values, 0.95), 1)
             rep.wait_max_ms = round(max(values), 1) if values else 0.0
         if starts["vip"] and starts["housekeeping"]:
-            r.vip_before_housekeeping = max(starts["vip"]) <= min(starts["housekeeping"])
+            last_vip, first_housekeeping = max(starts["vip"]), min(starts["housekeeping"])
+            r.vip_before_housekeeping = last_vip <= first_housekeeping
+            r.housekeeping_before_last_vip = sum(1 for s in starts["housekeeping"] if s < last_vip)
+            r.vip_after_first_housekeeping = sum(1 for s in starts["vip"] if s > first_housekeeping)
         total = sum(per_node.values())
         r.node_share = {node: round(n / total, 3) for node, n in sorted(per_node.items())}
 
     def _cleanup(self) -> None:
         with contextlib.suppress(redis.RedisError):
-            keys = list(
-                self.app.client.scan_iter(match=f"rexec:{{{self.namespace}}}:*", count=1000)
-            )
+            keys = [
+                key
+                for pattern in (f"rexec:{{{self.namespace}}}:*", f"rexec:{{{self.namespace}/*")
+                for key in self.app.client.scan_iter(match=pattern, count=1000)
+            ]
             if keys:
                 self.app.client.delete(*keys)
         self.app.close()
@@ -382,6 +396,7 @@ def render_report(console: Console, r: Report) -> None:
         f"\n[bold]{r.label}[/]: {r.jobs} jobs on {r.nodes} nodes x {r.processes} processes x "
         f"{r.concurrency} slots, {r.acquisition} acquisition{' with' if r.backoff else ' without'}"
         f" backoff, {r.job_ms} ms per job"
+        + (f", {r.partitions} partitions" if r.partitions > 1 else "")
     )
     console.print(
         f"done in [bold]{r.drain_s:.2f} s[/] after midnight — {r.throughput_per_s:,.0f} jobs/s; "
@@ -412,6 +427,9 @@ def render_report(console: Console, r: Report) -> None:
     console.print(
         "every VIP delivery started before any housekeeping job: "
         + ("[green]yes[/]" if r.vip_before_housekeeping else "[red]NO[/]")
+        + f" (inversions: {r.housekeeping_before_last_vip} housekeeping jobs started before the"
+        f" last VIP delivery, {r.vip_after_first_housekeeping} VIP deliveries after the first"
+        " housekeeping job)"
     )
     for action in r.operator_actions:
         console.print(f"operator: {action}")
@@ -488,6 +506,13 @@ COMPARE_RUNS = (
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option(
+    "--partitions",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 256),
+    help="Partitions of the demo's namespace (spread over a cluster's masters).",
+)
+@click.option(
     "--timeout",
     default=300.0,
     show_default=True,
@@ -505,6 +530,7 @@ def demo_command(  # noqa: PLR0917 - one parameter per click option
     no_backoff: bool,
     compare: bool,
     as_json: bool,
+    partitions: int,
     timeout: float,
 ) -> None:
     """The midnight scenario: 50,000 jobs due at once on a local cluster, live."""
@@ -526,6 +552,7 @@ def demo_command(  # noqa: PLR0917 - one parameter per click option
                 acquisition=mode,
                 backoff=backoff,
                 timeout_s=timeout,
+                partitions=partitions,
             )
             report = run.run(console if not as_json and console.is_terminal else None)
             reports.append(report)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import redis.exceptions
+
 if TYPE_CHECKING:
     from rexec.handles import JobError, JobInfo
 
@@ -94,6 +96,20 @@ class ConfigurationError(RexecError):
     """rexec was set up wrongly (bad URL, missing Redis, bad app path)."""
 
 
+class RedisUnavailableError(RexecError, redis.exceptions.ConnectionError):
+    """No node of the Redis named by the URL answers (a cluster without a reachable
+    seed node); a connection error, so whoever retries those retries this too."""
+
+
+class ReplicationTimeoutError(RexecError):
+    """``durability="replicated"``: the write was made on the master, but no replica
+    confirmed it within the timeout, so it may be lost if that master fails now."""
+
+    def __init__(self, message: str, *, reply: object = None) -> None:
+        super().__init__(message)
+        self.reply = reply  # what the write answered on the master
+
+
 class HandlerError(RexecError):
     """A handler misbehaved in a way that is not an exception of its own: it returned
     an awaitable from a plain function, or a value msgpack cannot encode."""
@@ -132,6 +148,7 @@ def is_transient(exc: BaseException) -> bool:
             "TryAgainError",
             "MasterDownError",
             "ClusterDownError",
+            "SlotNotCoveredError",
         )
         if hasattr(rx, name)
     )

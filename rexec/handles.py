@@ -273,7 +273,8 @@ class JobHandle:
         return hash((self._app.namespace, self.id))
 
     def _commands(self) -> list[tuple[str, tuple[Any, ...]]]:
-        k = self._app.store.keys
+        """The reads of ``info()``, all in the job's partition (one slot), then TIME."""
+        k = self._app.store.keys_of_job(self.id)
         i = self.id
         return [
             ("hget", (k.jobs, i)),
@@ -292,10 +293,16 @@ class JobHandle:
 
     def info(self) -> JobInfo:
         """What is known of the job now."""
-        pipe = self._app.client.pipeline(transaction=True)
-        for name, args in self._commands():
-            getattr(pipe, name)(*args)
-        raw, now = self._flatten(pipe.execute())
+        commands = self._commands()
+
+        def build(pipe: Any) -> None:
+            for name, args in commands:
+                getattr(pipe, name)(*args)
+
+        # On the master of the job's slot (a cluster pipeline refuses TIME), re-sent if
+        # a failover moved the slot.
+        replies = self._app.store.on_node(build, transaction=True, key=commands[0][1][0])
+        raw, now = self._flatten(replies)
         return build_info(self.id, raw, now, self._type)
 
     def status(self) -> JobStatus:
@@ -304,7 +311,7 @@ class JobHandle:
     def _keeps(self, job_type: str) -> bool | None:
         if not job_type:
             return None
-        record = self._app.client.hget(self._app.store.keys.definitions, job_type)
+        record = self._app.client.hget(self._app.store.keys_of_job(self.id).definitions, job_type)
         return _keeps(job_type, record)
 
     def result(self, timeout: float | timedelta | None = None) -> Any:
@@ -334,11 +341,24 @@ class JobHandle:
     # -- async -----------------------------------------------------------------------------
 
     async def ainfo(self) -> JobInfo:
+        import redis.asyncio.cluster
+
         client = self._app.aclient
-        async with client.pipeline(transaction=True) as pipe:
-            for name, args in self._commands():
-                getattr(pipe, name)(*args)
-            replies = await pipe.execute()
+        commands = self._commands()
+        if isinstance(client, redis.asyncio.cluster.RedisCluster):
+            # A cluster transaction takes keyed commands only: TIME is asked of the
+            # master of the job's slot on its own.
+            node = client.get_node_from_key(commands[0][1][0])
+            async with client.pipeline(transaction=True) as pipe:
+                for name, args in commands[:-1]:
+                    getattr(pipe, name)(*args)
+                replies = await pipe.execute()
+            replies.append(await client.execute_command("TIME", target_nodes=node))
+        else:
+            async with client.pipeline(transaction=True) as pipe:
+                for name, args in commands:
+                    getattr(pipe, name)(*args)
+                replies = await pipe.execute()
         raw, now = self._flatten(replies)
         return build_info(self.id, raw, now, self._type)
 
@@ -348,7 +368,9 @@ class JobHandle:
     async def _akeeps(self, job_type: str) -> bool | None:
         if not job_type:
             return None
-        record = await self._app.aclient.hget(self._app.store.keys.definitions, job_type)
+        record = await self._app.aclient.hget(
+            self._app.store.keys_of_job(self.id).definitions, job_type
+        )
         return _keeps(job_type, record)
 
     async def aresult(self, timeout: float | timedelta | None = None) -> Any:

@@ -1,8 +1,12 @@
 """The one source of truth for Redis key names.
 
 Every key of a namespace carries the hash tag ``{namespace}``, so all of them live in
-one Redis Cluster slot and every script can take them all in ``KEYS``. The layout is
-documented in docs/internals/redis-schema.md; tests/test_keys.py pins the exact strings.
+one Redis Cluster slot and every script can take them all in ``KEYS``. A partitioned
+namespace (rexec/partitions.py) has one such set of keys per partition: partition 0 is
+the namespace's own ``{namespace}``, each other partition has its own tag
+``{namespace/p<k>.<salt>}``, so each partition is one slot and the scripts are
+unchanged. The layout is documented in docs/internals/redis-schema.md;
+tests/test_keys.py pins the exact strings.
 """
 
 from __future__ import annotations
@@ -11,6 +15,9 @@ import re
 from dataclasses import dataclass
 
 NAMESPACE_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+# A partition's hash tag: its namespace, "/" (which no namespace contains, so a tag
+# never names another namespace's keys) and the partition's name.
+PARTITION_TAG_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}/p[0-9]{1,3}\.[0-9]{1,6}$")
 
 # The order is the KEYS order every script receives (lua/includes/keys.lua names them).
 SCRIPT_KEY_NAMES: tuple[str, ...] = (
@@ -57,21 +64,29 @@ SCRIPT_KEY_NAMES: tuple[str, ...] = (
 
 @dataclass(frozen=True, slots=True)
 class Keys:
-    """Key names of one namespace."""
+    """Key names of one namespace (or of one partition of it: ``tag`` is then the
+    partition's hash tag; '' is the namespace's own, partition 0)."""
 
     namespace: str
+    tag: str = ""
 
     def __post_init__(self) -> None:
-        if not isinstance(self.namespace, str) or not NAMESPACE_RE.fullmatch(self.namespace):
-            from rexec.errors import ValidationError
+        from rexec.errors import ValidationError
 
+        if not isinstance(self.namespace, str) or not NAMESPACE_RE.fullmatch(self.namespace):
             raise ValidationError(
                 f"namespace must be 1-64 characters of A-Z a-z 0-9 _ . -, got {self.namespace!r}"
             )
+        if self.tag and not (
+            isinstance(self.tag, str)
+            and PARTITION_TAG_RE.fullmatch(self.tag)
+            and self.tag.startswith(self.namespace + "/")
+        ):
+            raise ValidationError(f"not a partition tag of {self.namespace!r}: {self.tag!r}")
 
     @property
     def prefix(self) -> str:
-        return f"rexec:{{{self.namespace}}}:"
+        return f"rexec:{{{self.tag or self.namespace}}}:"
 
     def key(self, name: str) -> str:
         return self.prefix + name
@@ -240,6 +255,13 @@ class Keys:
         return self.prefix + "series"
 
     @property
+    def partitions(self) -> str:
+        """String: the namespace's partition layout (JSON, rexec/partitions.py), kept in
+        partition 0 only; absent for a namespace of one partition. No script uses it."""
+        return self.prefix + "partitions"
+
+    @property
     def wake_channel(self) -> str:
-        """Pub/sub channel (not a key) on which producers wake idle workers."""
-        return self.prefix + "wake"
+        """Pub/sub channel (not a key) on which producers wake idle workers: one per
+        namespace, shared by its partitions."""
+        return f"rexec:{{{self.namespace}}}:wake"

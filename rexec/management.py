@@ -3,11 +3,16 @@
 Mass operations over one job type (cascading an overriding priority, suspending a job
 definition with its jobs) walk the job records in chunks and change each chunk in one
 script call, so they never block Redis for long, whatever the number of jobs.
+
+Over a partitioned namespace (rexec/partitions.py) every read spans the partitions
+(lists merged in their order, counts summed) and every change of a job type's operator
+state is written to each partition, whose scripts read it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import heapq
 import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -110,6 +115,17 @@ class Management:
         self.store = store
         self.keys = store.keys
         self.client = store.client
+        stores = store.partition_stores
+        # One Management per partition when there are several; [] for a plain store.
+        self.parts = [Management(part) for part in stores] if len(stores) > 1 else []
+
+    def _part_of_instance(self, process_instance_id: str) -> Management:
+        keys = self.store.instance_keys(process_instance_id)
+        return next(part for part in self.parts if part.keys == keys)
+
+    def _every(self) -> list[Management]:
+        """The Management of each partition (this one alone when not partitioned)."""
+        return self.parts or [self]
 
     # -- reads --------------------------------------------------------------------------
 
@@ -131,6 +147,14 @@ class Management:
         """Jobs by type and state. Ready and suspended jobs are counted per type by lex
         range (O(log N) each); only the scheduled, locked, incident and parked jobs are
         read, so the cost does not grow with the ready queue."""
+        if self.parts:
+            merged: dict[str, dict[str, int]] = {}
+            for part in self.parts:
+                for job_type, per_state in part.counts_by_type(page).items():
+                    into = merged.setdefault(job_type, dict.fromkeys(per_state, 0))
+                    for state, count in per_state.items():
+                        into[state] = into.get(state, 0) + count
+            return dict(sorted(merged.items()))
         k = self.keys
         now = self.store.time_ms()
         types = [info.type for info in self.job_definitions()]
@@ -247,6 +271,21 @@ class Management:
         page: int = 500,
         held: frozenset[str] | set[str] = frozenset(),
     ) -> Iterator[Job]:
+        if self.parts:
+            # Each partition lists in its order; merged here in the same order.
+            return heapq.merge(
+                *(part._iter_state(state, job_type, page, held) for part in self.parts),
+                key=_list_order(state),
+            )
+        return self._iter_one_state(state, job_type, page, held)
+
+    def _iter_one_state(
+        self,
+        state: JobState,
+        job_type: str | None,
+        page: int,
+        held: frozenset[str] | set[str],
+    ) -> Iterator[Job]:
         k = self.keys
         if state is JobState.READY:
             # In the ready queue (by priority), then those held in pijobs by a locked
@@ -320,6 +359,10 @@ class Management:
         unless the app keeps a history)."""
         if isinstance(limit, bool) or not isinstance(limit, int) or not 0 < limit <= 10_000:
             raise ValidationError(f"limit must be 1..10000, got {limit!r}")
+        if self.parts:
+            every = [entry for part in self.parts for entry in part.history(limit)]
+            every.sort(key=lambda entry: entry["finished_ms"], reverse=True)  # type: ignore[arg-type, return-value]
+            return every[:limit]
         entries: list[tuple[bytes, dict[bytes, bytes]]] = self.client.xrevrange(  # type: ignore[assignment]
             self.keys.history, count=limit
         )
@@ -331,6 +374,14 @@ class Management:
         """The history entries of one job, newest first: read newest first, at most
         ``max_entries`` of the history (it is capped by the app's history_max_len)."""
         check_job_id(job_id)
+        if self.parts:
+            found_all = [
+                entry
+                for part in self.parts
+                for entry in part.job_history(job_id, max_entries=max_entries)
+            ]
+            found_all.sort(key=lambda entry: entry["finished_ms"], reverse=True)  # type: ignore[arg-type, return-value]
+            return found_all
         found: list[dict[str, object]] = []
         high = "+"
         seen = 0
@@ -353,6 +404,8 @@ class Management:
         """The ids of a process instance's jobs, oldest first, read from its index (a lex
         range: O(log N + its jobs), whatever the number of other jobs)."""
         check_process_instance_id(process_instance_id)
+        if self.parts:
+            return self._part_of_instance(process_instance_id).instance_job_ids(process_instance_id)
         prefix = process_instance_id.encode() + b"|"
         members: list[bytes] = self.client.zrangebylex(  # type: ignore[assignment]
             self.keys.instance_jobs, b"[" + prefix, b"[" + prefix + b"\xff"
@@ -395,6 +448,8 @@ class Management:
         pipe.smembers(k.suspended_types)
         pipe.hgetall(k.overrides)
         types, suspended, overrides = pipe.execute()
+        for part in self.parts[1:]:  # a type may have jobs in some partitions only
+            types |= part.client.smembers(part.keys.types)
         stored = self.store.definitions()
         suspended_names = {_text(t) for t in suspended}
         override_of = {_text(t): priority_from_key(_text(p)) for t, p in overrides.items()}
@@ -411,10 +466,11 @@ class Management:
         if force:
             return
         pipe = self.client.pipeline(transaction=False)
-        pipe.hexists(self.keys.definitions, job_type)
-        pipe.sismember(self.keys.types, job_type)
-        pipe.sismember(self.keys.suspended_types, job_type)
-        pipe.hexists(self.keys.overrides, job_type)
+        for part in self._every():
+            pipe.hexists(part.keys.definitions, job_type)
+            pipe.sismember(part.keys.types, job_type)
+            pipe.sismember(part.keys.suspended_types, job_type)
+            pipe.hexists(part.keys.overrides, job_type)
         if not any(pipe.execute()):
             raise UnknownJobTypeError(
                 f"no job type {job_type!r}: it was never deployed and has no jobs"
@@ -467,6 +523,10 @@ class Management:
 
     def _set_instance_suspended(self, process_instance_id: str, suspended: bool) -> int:
         check_process_instance_id(process_instance_id)
+        if self.parts:
+            return self._part_of_instance(process_instance_id)._set_instance_suspended(
+                process_instance_id, suspended
+            )
         if not self.client.hexists(self.keys.pis, process_instance_id):
             raise ProcessInstanceNotFoundError(f"no process instance {process_instance_id!r}")
         # Flag first: jobs created from now on are born suspended (or active); the
@@ -490,7 +550,8 @@ class Management:
         existing jobs changed (0 without cascade)."""
         pk = priority_key(priority)
         self._known_type(job_type, force)
-        self.client.hset(self.keys.overrides, job_type, pk)
+        for part in self._every():
+            part.client.hset(part.keys.overrides, job_type, pk)
         if not cascade:
             return 0
         return sum(
@@ -502,7 +563,8 @@ class Management:
         """New jobs of the type get their priority as usual again; existing jobs keep
         the one they have."""
         self._known_type(job_type, force)
-        self.client.hdel(self.keys.overrides, job_type)
+        for part in self._every():
+            part.client.hdel(part.keys.overrides, job_type)
 
     def suspend_job_definition(
         self, job_type: str, *, include_jobs: bool = True, force: bool = False
@@ -510,7 +572,8 @@ class Management:
         """Stops acquisition of every job of the type; with ``include_jobs`` each job is
         suspended too (and stays so if the definition alone is activated)."""
         self._known_type(job_type, force)
-        self.client.sadd(self.keys.suspended_types, job_type)
+        for part in self._every():
+            part.client.sadd(part.keys.suspended_types, job_type)
         if not include_jobs:
             return 0
         return sum(
@@ -530,7 +593,22 @@ class Management:
                 self._changed(self.store.set_suspended(ids, False, only_type=job_type))
                 for ids in self.store.scan_job_ids(job_type)
             )
-        was_suspended = self.client.srem(self.keys.suspended_types, job_type)
+        was_suspended = sum(
+            int(part.client.srem(part.keys.suspended_types, job_type)) for part in self._every()
+        )
         if changed or was_suspended:
             self.client.publish(self.keys.wake_channel, "1")  # its jobs are ready again
         return changed
+
+
+def _list_order(state: JobState) -> Any:
+    """The sort key of the order ``Management.jobs`` lists a state in (to merge the
+    partitions' lists): priority then due for ready and suspended jobs, due for
+    scheduled ones, lock expiry for locked ones; incidents by id within a partition."""
+    if state in (JobState.READY, JobState.SUSPENDED):
+        return lambda job: (-job.priority, job.due_ms, int(job.id))
+    if state is JobState.SCHEDULED:
+        return lambda job: (job.due_ms, int(job.id))
+    if state is JobState.LOCKED:
+        return lambda job: (job.lock_expires_ms or 0, int(job.id))
+    return lambda job: 0

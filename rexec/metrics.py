@@ -128,9 +128,7 @@ def cluster_stats(store: Any) -> dict[str, dict[str, int]]:
         entry = stats.setdefault(name, {"total": 0})
         entry[worker] = int(value)
         entry["total"] += int(value)
-    stats["lock-expired"] = {
-        "total": int(store.client.hget(store.keys.counters, "lock-expired") or 0)
-    }
+    stats["lock-expired"] = {"total": int(store.counter_totals().get(b"lock-expired", 0))}
     return stats
 
 

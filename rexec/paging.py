@@ -46,6 +46,7 @@ LETTER = {
 STATE_OF = {letter: state for state, letter in LETTER.items()}
 KEY_RE = re.compile(r"^[0-9a-f]{28}[a-t]\d{1,20}$")
 CURSOR_MAX = 300
+PARTITION_CURSOR_RE = re.compile(r"^P(\d{1,3})\.(.*)$", re.DOTALL)
 MAX_ROUNDS = 50  # pages read per source to fill one page through a filter
 AFTER_ALL = "\xff"
 
@@ -117,6 +118,8 @@ class JobPager:
     ) -> tuple[list[Job], str | None]:
         """Up to ``limit`` jobs after the cursor ``after`` (None: from the start), and the
         cursor of the next page (None: no more)."""
+        if len(self.store.partition_stores) > 1:
+            return self._partitioned_page(state, job_type, after, limit, keep)
         if job_type is not None:
             check_type(job_type)
         cursor = parse_cursor(after) if after else None
@@ -135,6 +138,35 @@ class JobPager:
         if len(found) <= limit or not page:
             return [job for job, _ in page], None
         return [job for job, _ in page], page[-1][1]
+
+    def _partitioned_page(
+        self,
+        state: JobState | None,
+        job_type: str | None,
+        after: str | None,
+        limit: int,
+        keep: JobFilter | None,
+    ) -> tuple[list[Job], str | None]:
+        """A partitioned namespace is paged partition after partition, each in its own
+        order; the cursor ``P<k>.<cursor>`` names the partition and the place in it."""
+        parts = self.store.partition_stores
+        k, inner = 0, None
+        if after:
+            match = PARTITION_CURSOR_RE.match(after)
+            if match is None or int(match[1]) >= len(parts):
+                raise ValidationError(f"not a page cursor: {after[:60]!r}")
+            k, inner = int(match[1]), match[2] or None
+        found: list[Job] = []
+        while k < len(parts):
+            pager = JobPager(parts[k], self.job_types)
+            jobs, following = pager.page(state, job_type, inner, limit - len(found), keep)
+            found += jobs
+            if following is not None:
+                return found, f"P{k}.{following}"
+            k, inner = k + 1, None
+            if len(found) >= limit:
+                return found, (f"P{k}." if k < len(parts) else None)
+        return found, None
 
     def _state_page(
         self, cursor: Cursor, job_type: str | None, count: int, keep: JobFilter | None

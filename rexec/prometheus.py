@@ -213,7 +213,7 @@ class RexecCollector(Collector):
             " incident, deleted), counted by the scripts.",
             labels=["namespace", "job_type", "outcome"],
         )
-        raw: dict[bytes, bytes] = self.app.store.client.hgetall(self.app.store.keys.counters)  # type: ignore[assignment]
+        raw = self.app.store.counter_totals()
         for field, value in sorted(raw.items()):
             outcome, _, job_type = field.decode().partition("|")
             if outcome in OUTCOMES and job_type:

@@ -162,6 +162,7 @@ class RedisServerConfig:
     extra_args: tuple[str, ...] = ()
     binary: str | None = None
     dir: str | None = None
+    sentinel: bool = False  # run as a Sentinel (``redis-server CONF --sentinel``)
 
 
 def _quote_conf(value: str) -> str:
@@ -476,7 +477,7 @@ class RedisServer:
         with open(out_path, "wb") as out:
             try:
                 proc = subprocess.Popen(
-                    [binary, str(conf)],
+                    [binary, str(conf), *(["--sentinel"] if self.config.sentinel else [])],
                     stdin=subprocess.DEVNULL,
                     stdout=out,
                     stderr=subprocess.STDOUT,

@@ -20,6 +20,7 @@ import msgpack
 import redis
 
 from rexec.app import App
+from rexec.connection import connect
 from rexec.context import JobContext
 
 CLASSES = ("vip", "delivery", "notify", "housekeeping")
@@ -74,7 +75,7 @@ class Recorder:
                 self._thread.start()
 
     def _run(self) -> None:
-        client: redis.Redis = redis.Redis.from_url(self.app.resolved_url())
+        client: redis.Redis = connect(self.app.resolved_url())
         namespace = self.app.namespace
         while True:
             time.sleep(0.05)

@@ -47,6 +47,7 @@ SCRIPT_NAMES = (
     "tick",
     "check_keys",
     "check_results",
+    "peek",
 )
 
 

@@ -47,6 +47,10 @@ class WorkerSettings:
     # its own fields; a tool that reports per worker after the stop (rexec demo, which
     # then drops its namespace) keeps them.
     retire_on_stop: bool = True
+    # The app's durability ("default" or "replicated"); None keeps the app's own. The
+    # node pins the app's value here, so every worker process writes alike.
+    durability: str | None = None
+    replication_timeout_ms: int | None = None
 
     def __post_init__(self) -> None:
         if ":" not in self.app_path or self.app_path.startswith(":"):
@@ -91,4 +95,12 @@ def load_app(settings: WorkerSettings) -> App:
     if settings.namespace:
         app.namespace = settings.namespace
     app.acquisition = settings.acquisition
+    if settings.durability is not None:
+        from rexec.store import check_durability
+
+        app.durability = check_durability(settings.durability)
+    if settings.replication_timeout_ms is not None:
+        from rexec.store import check_replication_timeout
+
+        app.replication_timeout_ms = check_replication_timeout(settings.replication_timeout_ms)
     return app

@@ -6,19 +6,24 @@ one pipeline of them), so each change is atomic in Redis.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import contextlib
+import itertools
+import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import redis
 
 from rexec.codec import check_ms, check_priority, check_type, priority_from_key, priority_key
+from rexec.connection import is_cluster, node_client
 from rexec.definitions import StoredDefinition, parse_definition
 from rexec.errors import (
     OptimisticLockingError,
     PartialEnqueueError,
     PriorityRuleUnavailableError,
     ProcessInstanceNotFoundError,
+    ReplicationTimeoutError,
     RexecError,
     UniqueKeyError,
     ValidationError,
@@ -41,6 +46,60 @@ DEFAULT_PROMOTE_CAP = 2000
 DEFAULT_RECLAIM_CAP = 1000
 MAX_RETRIES = 1_000_000
 DEFAULT_RESULT_CAP = 100_000  # kept results per namespace (lua/includes/trim_results.lua)
+
+DURABILITY_MODES = ("default", "replicated")
+DEFAULT_REPLICATION_TIMEOUT_MS = 1000
+# The scripts whose success a caller is told of (an enqueue, a commit, a failure, an
+# operator's change): with durability="replicated" each waits for a replica. Acquiring,
+# renewing, unlocking and reclaiming do not: losing one of those makes a job run again
+# (at least once), never lost.
+CONFIRMED_SCRIPTS = frozenset(
+    {
+        "enqueue",
+        "complete",
+        "commit",
+        "fail",
+        "set_priority",
+        "set_suspended",
+        "set_retries",
+        "delete_job",
+        "start_process",
+        "set_variables",
+        "deploy",
+        "check_repair",
+    }
+)
+# A cluster whose slot map changed answers MOVED (or READONLY, from a master that came
+# back as a replica): the script did not run, so it is sent again to the new master
+# after the map is re-read.
+MOVED_ATTEMPTS = 20
+# A refused connection (the master is down, a failover under way): nothing was sent, so
+# the pipeline is sent again, for about as long as the cluster client retries its own.
+REFUSED_ATTEMPTS = 20
+REFUSED_BACKOFF_BASE_S = 0.05
+REFUSED_BACKOFF_CAP_S = 0.5
+
+
+def _refused(exc: BaseException) -> bool:
+    """Whether ``exc`` comes from a refused connection (so no command went out)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ConnectionRefusedError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def check_durability(mode: object) -> str:
+    if mode not in DURABILITY_MODES:
+        raise ValidationError(f"durability must be 'default' or 'replicated', got {mode!r}")
+    return str(mode)
+
+
+def check_replication_timeout(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 600_000:
+        raise ValidationError(f"replication_timeout_ms must be 1..600000, got {value!r}")
+    return value
 
 
 def _check_retries(value: object) -> None:
@@ -285,8 +344,13 @@ class Store:
         acquisition: str = "atomic",
         history_max_len: int = 0,
         history_ttl_ms: int = 0,
+        tag: str = "",
+        durability: str = "default",
+        replication_timeout_ms: int = DEFAULT_REPLICATION_TIMEOUT_MS,
     ) -> None:
         check_acquisition(acquisition)
+        self.durability = check_durability(durability)
+        self.replication_timeout_ms = check_replication_timeout(replication_timeout_ms)
         for name, value in (
             ("history_max_len", history_max_len),
             ("history_ttl_ms", history_ttl_ms),
@@ -298,23 +362,123 @@ class Store:
         self.history_max_len = history_max_len
         self.history_ttl_ms = history_ttl_ms
         self.client = client
-        self.keys = Keys(namespace)
+        self.keys = Keys(namespace, tag)
         self._script_keys = self.keys.script_keys
         self.scripts = Scripts(client)
         self._enqueue_loaded = False
+
+    @property
+    def replicated(self) -> bool:
+        return self.durability == "replicated"
 
     def _run(
         self, script: str, args: Sequence[bytes | str | int], client: redis.Redis | None = None
     ) -> object:
         try:
+            if client is None and self.replicated and script in CONFIRMED_SCRIPTS:
+                return self._run_confirmed(script, args)
             return getattr(self.scripts, script)(
                 keys=self._script_keys, args=list(args), client=client
             )
+        except (redis.exceptions.MovedError, redis.exceptions.ReadOnlyError):
+            raise  # a failover that did not settle in time: Redis's own (transient) error
         except redis.ResponseError as exc:
             raise translate_script_error(exc) from exc
 
+    @property
+    def partition_stores(self) -> list[Store]:
+        """One store per partition of the namespace (rexec/partitions.py): this one."""
+        return [self]
+
+    def instance_keys(self, process_instance_id: str) -> Keys:
+        """The keys of the partition that holds a process instance: this store's."""
+        return self.keys
+
+    def counter_totals(self) -> dict[bytes, bytes]:
+        """The namespace's script counters (``counters``: outcomes by type, lock
+        expiries), summed over its partitions: field -> count as bytes."""
+        totals: dict[bytes, int] = {}
+        for part in self.partition_stores:
+            raw: dict[bytes, bytes] = part.client.hgetall(part.keys.counters)  # type: ignore[assignment]
+            for name, value in raw.items():
+                totals[name] = totals.get(name, 0) + int(value)
+        return {name: str(value).encode() for name, value in totals.items()}
+
+    def on_node(
+        self,
+        build: Callable[[redis.client.Pipeline], None],
+        *,
+        transaction: bool = False,
+        confirm: bool = False,
+        key: str | None = None,
+    ) -> list[Any]:
+        """Runs what ``build`` queues as ONE pipeline on one connection to the master of
+        this namespace: on a cluster, the node of its slot (a cluster pipeline refuses
+        EVALSHA, TIME and WAIT, which name no key). A MOVED reply (the slot moved in a
+        failover: nothing ran) re-reads the slot map and sends it again. ``confirm``
+        with durability="replicated" waits on the same connection for one replica to
+        have its writes (WAIT 1), else raises ReplicationTimeoutError with the replies
+        in ``exc.reply``. ``key`` names the slot (default: the namespace's keys')."""
+        confirm = confirm and self.replicated
+        route = key or self._script_keys[0]
+        refused = 0
+        for attempt in itertools.count():
+            pipe = node_client(self.client, route).pipeline(transaction=transaction)
+            build(pipe)
+            if confirm:
+                pipe.execute_command("WAIT", 1, self.replication_timeout_ms)  # type: ignore[no-untyped-call]
+            try:
+                replies = list(pipe.execute())
+            except (redis.exceptions.MovedError, redis.exceptions.ReadOnlyError):
+                # The node is no longer the master (READONLY: a master that came back as
+                # a replica refuses the first write, so nothing was written).
+                self._refresh_slots()
+                if attempt >= MOVED_ATTEMPTS - 1:
+                    raise
+                time.sleep(min(REFUSED_BACKOFF_CAP_S, REFUSED_BACKOFF_BASE_S * 2**attempt))
+                continue
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                self._refresh_slots()
+                if not _refused(exc) or refused >= REFUSED_ATTEMPTS:
+                    raise
+                # The master refused the connection (killed, failing over): nothing was
+                # sent. Wait for the new master, as the cluster client does for its own.
+                refused += 1
+                time.sleep(min(REFUSED_BACKOFF_CAP_S, REFUSED_BACKOFF_BASE_S * 2**refused))
+                continue
+            if not confirm:
+                return replies
+            *replies, acked = replies
+            if int(acked) < 1:
+                raise ReplicationTimeoutError(
+                    f"no replica confirmed the write within {self.replication_timeout_ms} ms"
+                    " (durability='replicated'): it is on the master only",
+                    reply=replies,
+                )
+            return replies
+        raise AssertionError("unreachable")
+
+    def _run_confirmed(self, script: str, args: Sequence[bytes | str | int]) -> object:
+        def build(pipe: redis.client.Pipeline) -> None:
+            getattr(self.scripts, script)(keys=self._script_keys, args=list(args), client=pipe)
+
+        try:
+            return self.on_node(build, confirm=True)[0]
+        except ReplicationTimeoutError as exc:
+            replies: list[object] = exc.reply  # type: ignore[assignment]
+            exc.reply = replies[0]
+            raise
+
+    def _refresh_slots(self) -> None:
+        """After a failover seen by hand (MOVED, a dead node): re-read the slot map."""
+        if is_cluster(self.client):
+            # The next command tries again anyway.
+            with contextlib.suppress(Exception):
+                self.client.nodes_manager.initialize()  # type: ignore[attr-defined]
+
     def time_ms(self) -> int:
-        seconds, micros = self.client.time()
+        # On a cluster, the clock of the node that holds the namespace (its scripts' clock).
+        seconds, micros = node_client(self.client, self._script_keys[0]).time()
         return int(seconds) * 1000 + int(micros) // 1000
 
     # -- producers -----------------------------------------------------------------------
@@ -401,25 +565,33 @@ class Store:
     def _stream_enqueue(self, wake: str, chunks: list[Sequence[NewJob]]) -> list[object]:
         """The reply of each chunk: its first id, or the RexecError it was refused with."""
         script = self.scripts.enqueue
+        node = node_client(self.client, self._script_keys[0])
         if not self._enqueue_loaded:
-            self.client.script_load(script.script)
+            node.script_load(script.script)
             self._enqueue_loaded = True
-        pool = self.client.connection_pool
+        pool = node.connection_pool
         conn = pool.get_connection()
         replies: list[object] = []
+        acked = 1
         try:
             for part in chunks:
                 conn.send_command(  # type: ignore[no-untyped-call]
                     "EVALSHA", script.sha, len(self._script_keys), *self._script_keys,
                     *self._enqueue_args(wake, part),
                 )  # fmt: skip
+            if self.replicated:
+                conn.send_command("WAIT", 1, self.replication_timeout_ms)  # type: ignore[no-untyped-call]
             for _ in chunks:
                 try:
                     replies.append(conn.read_response())
                 except redis.ResponseError as exc:
                     replies.append(exc)
-        except BaseException:
+            if self.replicated:
+                acked = int(conn.read_response())
+        except BaseException as exc:
             conn.disconnect()  # type: ignore[no-untyped-call]  # replies may be unread
+            if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
+                self._refresh_slots()
             raise
         finally:
             pool.release(conn)
@@ -431,8 +603,21 @@ class Store:
                     replies[i] = self._run("enqueue", self._enqueue_args(wake, chunks[i]))
                 except RexecError as exc:
                     replies[i] = exc
+            elif isinstance(reply, redis.exceptions.MovedError):
+                # A failover moved the slot while streaming: that chunk did not run.
+                self._refresh_slots()
+                try:
+                    replies[i] = self._run("enqueue", self._enqueue_args(wake, chunks[i]))
+                except RexecError as exc:
+                    replies[i] = exc
             elif isinstance(reply, redis.ResponseError):
                 replies[i] = translate_script_error(reply)
+        if acked < 1:
+            raise ReplicationTimeoutError(
+                f"no replica confirmed the enqueue within {self.replication_timeout_ms} ms"
+                " (durability='replicated'): the jobs are on the master only",
+                reply=replies,
+            )
         return replies
 
     def start_process_instance(
@@ -447,10 +632,17 @@ class Store:
         self, instances: Sequence[tuple[bytes, int | str | None, str]]
     ) -> list[str]:
         every = [_start_args(*instance) for instance in instances]
-        pipe = self.client.pipeline(transaction=False)
-        for args in every:
-            self._run("start_process", args, client=pipe)
-        return [_text(pi) for pi in pipe.execute()]
+
+        def build(pipe: redis.client.Pipeline) -> None:
+            for args in every:
+                self._run("start_process", args, client=pipe)
+
+        try:
+            return [_text(pi) for pi in self.on_node(build, confirm=True)]
+        except (redis.exceptions.MovedError, redis.exceptions.ReadOnlyError):
+            raise  # the slot did not settle on a master in time: Redis's own error
+        except redis.ResponseError as exc:
+            raise translate_script_error(exc) from exc
 
     def set_variables(
         self, process_instance_id: str, revision: int, variables_raw: bytes, forms: str
@@ -460,6 +652,12 @@ class Store:
         check_process_instance_id(process_instance_id)
         reply = self._run("set_variables", [process_instance_id, revision, variables_raw, forms])
         return Status(int(reply))  # type: ignore[call-overload]
+
+    def keys_of_job(self, job_id: str) -> Keys:
+        """The keys of the partition that holds job ``job_id`` (its record, errors and
+        kept result): this store's own keys unless the namespace is partitioned."""
+        check_job_id(job_id)
+        return self.keys
 
     # -- results ----------------------------------------------------------------------------
 
@@ -531,6 +729,11 @@ class Store:
         if self.acquisition == "optimistic":
             return self._acquire_optimistic(owner, max_jobs, options)
         reply: list[Any] = self._run("acquire", [owner, max_jobs, *options.args])  # type: ignore[assignment]
+        return self.parse_acquired(reply)
+
+    @staticmethod
+    def parse_acquired(reply: list[Any]) -> AcquiredJobs:
+        """The AcquiredJobs of an acquire script's reply."""
         now, next_due, reclaimed, parked, raw_batches = reply
         batches = []
         for flat in raw_batches:
@@ -648,22 +851,31 @@ class Store:
         """Removes a process instance's record and variables; False if it did not exist.
         Jobs still naming it can no longer read its variables."""
         check_process_instance_id(process_instance_id)
-        pipe = self.client.pipeline(transaction=True)
-        pipe.hdel(self.keys.pis, process_instance_id)
-        pipe.hdel(self.keys.vars, process_instance_id)
-        pipe.hdel(self.keys.pvals, process_instance_id)
-        pipe.srem(self.keys.suspended_pis, process_instance_id)
-        existed, *_ = pipe.execute()
-        return bool(existed)
+
+        def build(pipe: redis.client.Pipeline) -> None:
+            # MULTI by hand, so that the WAIT of replicated durability comes after EXEC
+            # (inside a transaction WAIT cannot wait).
+            pipe.execute_command("MULTI")  # type: ignore[no-untyped-call]
+            pipe.hdel(self.keys.pis, process_instance_id)
+            pipe.hdel(self.keys.vars, process_instance_id)
+            pipe.hdel(self.keys.pvals, process_instance_id)
+            pipe.srem(self.keys.suspended_pis, process_instance_id)
+            pipe.execute_command("EXEC")  # type: ignore[no-untyped-call]
+
+        replies = self.on_node(build, confirm=True)
+        existed = replies[-1][0]
+        return bool(int(existed))
 
     def read_process_instance(self, process_instance_id: str) -> tuple[int, int | None, bytes]:
         """A process instance's revision, own priority (None if it has none) and msgpack
         variables, read together."""
         check_process_instance_id(process_instance_id)
-        pipe = self.client.pipeline(transaction=True)
-        pipe.hget(self.keys.pis, process_instance_id)
-        pipe.hget(self.keys.vars, process_instance_id)
-        record, raw = pipe.execute()
+
+        def build(pipe: redis.client.Pipeline) -> None:
+            pipe.hget(self.keys.pis, process_instance_id)
+            pipe.hget(self.keys.vars, process_instance_id)
+
+        record, raw = self.on_node(build, transaction=True)
         if record is None:
             raise ProcessInstanceNotFoundError(f"no process instance {process_instance_id!r}")
         revision, _, pk = _text(record).partition("|")
@@ -688,6 +900,16 @@ class Store:
         definition keeps results."""
         if not jobs:
             return []
+        args = self._complete_args(jobs, results, started_ms)
+        return [Status(s) for s in self._run("complete", args)]  # type: ignore[attr-defined]
+
+    def _complete_args(
+        self,
+        jobs: Sequence[Job],
+        results: Sequence[bytes] | None = None,
+        started_ms: Sequence[int | None] | None = None,
+    ) -> list[bytes | str | int]:
+        """complete.lua's ARGV for ``jobs`` (checked; raises ValidationError)."""
         owner = _owner_of(jobs)
         values = [b""] * len(jobs) if results is None else list(results)
         starts = [None] * len(jobs) if started_ms is None else list(started_ms)
@@ -704,7 +926,7 @@ class Store:
                 raise ValidationError("results are msgpack bytes")
             at = check_ms(started, "started_ms")
             args += (job.id, job.revision, value, "" if at is None else at)
-        return [Status(s) for s in self._run("complete", args)]  # type: ignore[attr-defined]
+        return args
 
     def fail(
         self,
@@ -803,12 +1025,14 @@ class Store:
 
     def get_job(self, job_id: str) -> Job | None:
         check_job_id(job_id)
-        pipe = self.client.pipeline(transaction=False)
-        pipe.hget(self.keys.jobs, job_id)
-        pipe.hget(self.keys.payloads, job_id)
-        pipe.hget(self.keys.errors, job_id)
-        pipe.time()
-        record, payload, error, (seconds, micros) = pipe.execute()
+
+        def build(pipe: redis.client.Pipeline) -> None:
+            pipe.hget(self.keys.jobs, job_id)
+            pipe.hget(self.keys.payloads, job_id)
+            pipe.hget(self.keys.errors, job_id)
+            pipe.time()
+
+        record, payload, error, (seconds, micros) = self.on_node(build)
         if record is None:
             return None
         now = int(seconds) * 1000 + int(micros) // 1000
@@ -819,12 +1043,14 @@ class Store:
         job_ids = self._ids(job_ids)
         if not job_ids:
             return []
-        pipe = self.client.pipeline(transaction=False)
-        pipe.hmget(self.keys.jobs, list(job_ids))
-        pipe.hmget(self.keys.payloads, list(job_ids))
-        pipe.hmget(self.keys.errors, list(job_ids))
-        pipe.time()
-        records, payloads, errors, (seconds, micros) = pipe.execute()
+
+        def build(pipe: redis.client.Pipeline) -> None:
+            pipe.hmget(self.keys.jobs, list(job_ids))
+            pipe.hmget(self.keys.payloads, list(job_ids))
+            pipe.hmget(self.keys.errors, list(job_ids))
+            pipe.time()
+
+        records, payloads, errors, (seconds, micros) = self.on_node(build)
         now = int(seconds) * 1000 + int(micros) // 1000
         return [
             parse_record(job_id, record, now, payload, error)

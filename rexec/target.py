@@ -26,9 +26,9 @@ from types import ModuleType
 import click
 
 from rexec.app import App
+from rexec.connection import mask_password
 from rexec.errors import ConfigurationError
 from rexec.store import Store
-from rexec.urls import mask_password
 
 APP_ENV = "REXEC_APP"
 URL_ENV = "REXEC_REDIS_URL"

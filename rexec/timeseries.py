@@ -59,7 +59,7 @@ def sample(store: Any, now_ms: int) -> dict[str, int]:
     """The metrics of one moment: metric name -> value."""
     depth = store.state_counts(now_ms)  # jobs of a suspended type count as suspended
     values = {f"depth|{state}": depth[state] for state in STATES}
-    counters: dict[bytes, bytes] = store.client.hgetall(store.keys.counters)
+    counters: dict[bytes, bytes] = store.counter_totals()
     by_type: dict[str, dict[str, int]] = {}
     for field, raw in counters.items():
         outcome, _, job_type = _text(field).partition("|")
@@ -89,10 +89,12 @@ def record(store: Any, now_ms: int | None = None) -> bool:
     anything else is logged and swallowed, so a bad sample never stops a worker."""
     try:
         key = store.keys.series
-        pipe = store.client.pipeline(transaction=False)
-        pipe.time()
-        pipe.hget(key, LAST_STEP)
-        (seconds, micros), last = pipe.execute()  # one round trip on most calls
+
+        def build(pipe: redis.client.Pipeline) -> None:
+            pipe.time()
+            pipe.hget(key, LAST_STEP)
+
+        (seconds, micros), last = store.on_node(build)  # one round trip on most calls
         now = int(seconds) * 1000 + int(micros) // 1000 if now_ms is None else now_ms
         step = now // STEP_MS
         if last is not None and int(last) >= step:

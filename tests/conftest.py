@@ -21,6 +21,8 @@ from rexec.redis_server import RedisServer, RedisServerError
 from rexec.store import Store
 from tests.harness import Cluster
 
+pytest_plugins = ["tests.topologies"]
+
 
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:

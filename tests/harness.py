@@ -18,10 +18,11 @@ from typing import IO, Any
 
 import orjson
 import pytest
+import redis
 
 from rexec import App
 from rexec.metrics import cluster_stats, live_workers
-from tests.apps.recording import log_key, make_app
+from tests.apps.recording import LOG_URL_ENV, log_key, make_app
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 APP_PATH = "tests.apps.recording:app"
@@ -38,6 +39,8 @@ class Cluster:
         tmp_path: Path,
         app_path: str = APP_PATH,
         env: dict[str, str] | None = None,
+        *,
+        log_url: str | None = None,
     ) -> None:
         self.redis_url = redis_url
         self.namespace = namespace
@@ -45,6 +48,11 @@ class Cluster:
         self.app_path = app_path
         self.env = env or {}
         self.app: App = make_app(redis_url, namespace)
+        # The handlers' records, on another Redis when the test kills masters of this one.
+        self._own_log = log_url is not None
+        self.log = redis.Redis.from_url(log_url) if log_url else self.app.client
+        if log_url:
+            self.env = {**self.env, LOG_URL_ENV: log_url}
         self.nodes: list[subprocess.Popen[bytes]] = []
         self._outputs: list[IO[bytes]] = []
 
@@ -110,13 +118,15 @@ class Cluster:
             node.wait(10)
         for output in self._outputs:
             output.close()
-        self.app.client.delete(log_key(self.namespace))
+        self.log.delete(log_key(self.namespace))
+        if self._own_log:
+            self.log.close()
         self.app.close()
 
     # -- observation ----------------------------------------------------------------------
 
     def records(self, event: str | None = None) -> list[dict[str, Any]]:
-        raw: list[bytes] = self.app.client.lrange(log_key(self.namespace), 0, -1)  # type: ignore[assignment]
+        raw: list[bytes] = self.log.lrange(log_key(self.namespace), 0, -1)  # type: ignore[assignment]
         found = [orjson.loads(item) for item in raw]
         return [r for r in found if event is None or r["event"] == event]
 

@@ -423,7 +423,25 @@ class TestWorker:
             "log_level": "INFO",
             "log_format": "text",
             "connect_timeout_s": None,
+            "durability": None,  # the app's own
         }
+
+    def test_durability_option_reaches_the_settings(
+        self, run: Run, in_tmp: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        name = f"cliapp_{in_tmp.name.replace('-', '_')}"
+        self._write_app(in_tmp, name)
+        captured: dict[str, Any] = {}
+        _fake_module(monkeypatch, "rexec.settings", WorkerSettings=captured.update)
+        _fake_module(monkeypatch, "rexec.executor.node", run_node=lambda s: 0)
+        try:
+            result = run("worker", f"{name}:app", "--durability", "replicated", connect=False)
+            refused = run("worker", f"{name}:app", "--durability", "eventual", connect=False)
+        finally:
+            sys.modules.pop(name, None)
+        assert result.exit_code == 0, (result.output, result.exception)
+        assert captured["durability"] == "replicated"
+        assert refused.exit_code == 2 and "eventual" in refused.output
 
     def test_metrics_beyond_loopback_need_a_token(self, run: Run) -> None:
         out = failed(

@@ -154,3 +154,63 @@ def test_dockerfile_health_check_and_no_embedded_redis() -> None:
     assert 'CMD ["python", "-m", "rexec.health", "readyz"]' in text
     assert "REXEC_EMBEDDED_REDIS=off" in text
     assert ",rw" not in text  # a read-write bind mount writes into the context under podman
+
+
+# -- docker/compose.cluster.yaml: checked, not run (.ci/check-docker validates its schema) --
+
+CLUSTER_COMPOSE = REPO / "docker" / "compose.cluster.yaml"
+
+
+@pytest.fixture
+def cluster_compose() -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load(CLUSTER_COMPOSE.read_text())
+    return data
+
+
+def test_cluster_compose_is_valid_compose() -> None:
+    import shutil
+    import subprocess
+
+    tool = shutil.which("check-jsonschema") or str(Path(sys.executable).parent / "check-jsonschema")
+    result = subprocess.run(
+        [tool, "--builtin-schema", "vendor.compose-spec", str(CLUSTER_COMPOSE)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_cluster_compose_has_six_cluster_nodes_formed_once(cluster_compose: dict[str, Any]) -> None:
+    services = cluster_compose["services"]
+    nodes = sorted(name for name in services if name.startswith("redis-"))
+    assert nodes == [f"redis-{i}" for i in range(1, 7)]
+    for name in nodes:
+        command = services[name]["command"]
+        assert command[command.index("--cluster-enabled") + 1] == "yes"
+        assert "container_name" not in services[name]
+        assert services[name]["volumes"] == [f"{name}-data:/data"]
+    create = services["cluster-create"]
+    assert create["restart"] == "no"
+    assert {n: {"condition": "service_healthy"} for n in nodes} == create["depends_on"]
+    script = create["command"][0]
+    assert "--cluster-replicas 1" in script and "--cluster-yes" in script
+    assert "cluster_state:ok" in script  # a second `up` leaves a formed cluster alone
+
+
+def test_cluster_compose_engines_scale_and_name_a_seed_node(
+    cluster_compose: dict[str, Any],
+) -> None:
+    from rexec.connection import parse_url
+
+    services = cluster_compose["services"]
+    engine = services["engine"]
+    assert engine["deploy"]["replicas"] >= 2
+    assert "container_name" not in engine and "ports" not in engine
+    url = engine["environment"]["REXEC_REDIS_URL"]
+    assert parse_url(url).kind == "cluster"
+    after_cluster = {"cluster-create": {"condition": "service_completed_successfully"}}
+    assert engine["depends_on"] == after_cluster
+    assert services["cockpit"]["depends_on"] == after_cluster
+    assert services["producer"]["depends_on"] == {"engine": {"condition": "service_healthy"}}

@@ -152,13 +152,36 @@ def test_every_public_property_is_pinned() -> None:
         for name, value in vars(Keys).items()
         if isinstance(value, property) and name not in ("prefix", "script_keys")
     }
-    assert properties == {*SHOP_KEYS, "wake_channel", "series"}
+    assert properties == {*SHOP_KEYS, "wake_channel", "series", "partitions"}
 
 
 def test_series_key() -> None:
     """The cockpit's time series: plain commands only, so not among the script keys."""
     assert Keys("shop").series == "rexec:{shop}:series"
     assert "series" not in SCRIPT_KEY_NAMES
+
+
+def test_partitions_key() -> None:
+    """The layout of a partitioned namespace, in partition 0; no script uses it."""
+    assert Keys("shop").partitions == "rexec:{shop}:partitions"
+    assert "partitions" not in SCRIPT_KEY_NAMES
+
+
+def test_partition_keys_carry_the_partition_tag() -> None:
+    """Partition k of a partitioned namespace: the same names under its own tag, and
+    the namespace's one wake-up channel."""
+    keys = Keys("shop", "shop/p1.133")
+    assert keys.jobs == "rexec:{shop/p1.133}:jobs"
+    assert keys.script_keys == [k.replace("{shop}", "{shop/p1.133}") for k in SHOP_SCRIPT_KEYS]
+    assert keys.wake_channel == "rexec:{shop}:wake"
+    assert {key_slot(k.encode()) for k in keys.script_keys} == {key_slot(b"shop/p1.133")}
+    assert Keys("shop", "") == Keys("shop")
+
+
+@pytest.mark.parametrize("tag", ["other/p1.0", "shop", "shop/p1", "shop/x1.0", "shop/p1.0}", "{a}"])
+def test_bad_partition_tags(tag: str) -> None:
+    with pytest.raises(ValidationError, match="partition tag"):
+        Keys("shop", tag)
 
 
 def test_lua_keys_table_follows_script_key_order() -> None:

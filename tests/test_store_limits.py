@@ -431,6 +431,7 @@ def test_fail_and_pairs_check_their_arguments_before_writing(store: Store) -> No
         ("check_pilocks", [wake, "maybe", "p1"]),
         ("acquire", ["w", 10, 1000, "", "", 100, "x", 10]),
         ("optimistic_read", [10, "", "", 10, "x"]),
+        ("peek", ["many", "", ""]),
     ]
     for name, args in calls:
         with pytest.raises(ScriptError, match="BAD_ARGUMENT"):
@@ -502,6 +503,9 @@ def test_every_script_takes_argument_lists_far_beyond_luas_limits(
     run("set_suspended", [wake, "1", "", *ids])
     run("set_suspended", [wake, "0", "", *ids])
     run("set_retries", [wake, 5, *ids])
+    # peek (a partitioned namespace's head) over 12,000 jobs and thousands of types
+    peeked = run("peek", [BIG, "", "", "big", *filters])
+    assert len(peeked) == 3 + BIG
     # optimistic_read / optimistic_lock over 12,000 jobs
     found = run("optimistic_read", [BIG, "", "", 2000, 1000, "big", *filters])[3]
     assert len(found) == 2 * BIG

@@ -13,9 +13,9 @@ import pytest
 from click.testing import CliRunner
 
 from rexec import App
+from rexec.connection import mask_password
 from rexec.embedded import shared_server_url, stop_shared_server
 from rexec.target import NoTargetError, resolve
-from rexec.urls import mask_password
 
 ENV_NAMES = ("REXEC_APP", "REXEC_REDIS_URL", "REXEC_NAMESPACE", "REXEC_HOME", "XDG_STATE_HOME")
 

@@ -223,10 +223,11 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 
 def api_routes(cockpit: Cockpit) -> list[BaseRoute]:
     app = cockpit.app
-    management = app.management
+    # app.management per call: the store (and the namespace's partition layout) is
+    # read on first use, so the cockpit starts even while Redis is down.
 
     def detail_of(job_id: str) -> dict[str, Any]:
-        job = management.get_job(job_id)
+        job = app.management.get_job(job_id)
         if job is None:
             info = app.handle(job_id).info()
             if info.status in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.DELETED):
@@ -239,7 +240,7 @@ def api_routes(cockpit: Cockpit) -> list[BaseRoute]:
                     f" after {info.attempts} attempt(s) (server time {info.finished_at_ms}"
                     f" ms){said}"
                 )
-            past = management.job_history(job_id, max_entries=HISTORY_LOOKUP)
+            past = app.management.job_history(job_id, max_entries=HISTORY_LOOKUP)
             if past:
                 raise JobNotFoundError(
                     f"job {job_id} is no longer queued: {past[0]['outcome']}"
@@ -314,7 +315,7 @@ def api_routes(cockpit: Cockpit) -> list[BaseRoute]:
         return JSON(
             await run_in_threadpool(
                 act,
-                lambda: management.set_job_priority(job_id, priority),
+                lambda: app.management.set_job_priority(job_id, priority),
                 lambda: detail_of(job_id),
             )
         )
@@ -325,7 +326,7 @@ def api_routes(cockpit: Cockpit) -> list[BaseRoute]:
         return JSON(
             await run_in_threadpool(
                 act,
-                lambda: management.set_job_retries(job_id, retries),
+                lambda: app.management.set_job_retries(job_id, retries),
                 lambda: detail_of(job_id),
             )
         )
@@ -335,7 +336,7 @@ def api_routes(cockpit: Cockpit) -> list[BaseRoute]:
         await body_of(request)
         return JSON(
             await run_in_threadpool(
-                act, lambda: management.suspend_job(job_id), lambda: detail_of(job_id)
+                act, lambda: app.management.suspend_job(job_id), lambda: detail_of(job_id)
             )
         )
 
@@ -344,17 +345,17 @@ def api_routes(cockpit: Cockpit) -> list[BaseRoute]:
         await body_of(request)
         return JSON(
             await run_in_threadpool(
-                act, lambda: management.activate_job(job_id), lambda: detail_of(job_id)
+                act, lambda: app.management.activate_job(job_id), lambda: detail_of(job_id)
             )
         )
 
     async def job_delete(request: Request) -> Response:
         job_id = request.path_params["job_id"]
-        await run_in_threadpool(act, lambda: management.delete_job(job_id))
+        await run_in_threadpool(act, lambda: app.management.delete_job(job_id))
         return JSON({"deleted": job_id})
 
     def type_state(job_type: str, changed: int | None) -> dict[str, Any]:
-        info = {i.type: i for i in management.job_definitions()}.get(job_type)
+        info = {i.type: i for i in app.management.job_definitions()}.get(job_type)
         return {
             "type": job_type,
             "overriding_priority": info.overriding_priority if info else None,
@@ -369,7 +370,9 @@ def api_routes(cockpit: Cockpit) -> list[BaseRoute]:
         cascade = boolean(body.get("cascade", False), "cascade")
 
         def change() -> dict[str, Any]:
-            changed = management.set_overriding_job_priority(job_type, priority, cascade=cascade)
+            changed = app.management.set_overriding_job_priority(
+                job_type, priority, cascade=cascade
+            )
             return type_state(job_type, changed if cascade else None)
 
         return JSON(await run_in_threadpool(act, change))
@@ -379,7 +382,7 @@ def api_routes(cockpit: Cockpit) -> list[BaseRoute]:
         return JSON(
             await run_in_threadpool(
                 act,
-                lambda: management.clear_overriding_job_priority(job_type),
+                lambda: app.management.clear_overriding_job_priority(job_type),
                 lambda: type_state(job_type, None),
             )
         )
@@ -392,9 +395,11 @@ def api_routes(cockpit: Cockpit) -> list[BaseRoute]:
 
             def change() -> dict[str, Any]:
                 if suspend:
-                    changed = management.suspend_job_definition(job_type, include_jobs=include_jobs)
+                    changed = app.management.suspend_job_definition(
+                        job_type, include_jobs=include_jobs
+                    )
                 else:
-                    changed = management.activate_job_definition(
+                    changed = app.management.activate_job_definition(
                         job_type, include_jobs=include_jobs
                     )
                 return type_state(job_type, changed if include_jobs else None)

@@ -23,7 +23,14 @@ from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 from rexec import metrics as m
-from rexec.errors import Fail, JobTimeoutError, OptimisticLockingError, is_transient, safe_str
+from rexec.errors import (
+    Fail,
+    JobTimeoutError,
+    OptimisticLockingError,
+    ReplicationTimeoutError,
+    is_transient,
+    safe_str,
+)
 from rexec.executor.execution import COMPLETED, FAILED, Execution
 from rexec.executor.runtime import Backoff, Runtime
 from rexec.job import Job, JobState
@@ -158,6 +165,16 @@ class Committer:
             statuses = self._retrying(
                 "complete", lambda: self.rt.store.complete_many(jobs, results, started)
             )
+        except ReplicationTimeoutError as exc:
+            # Made on the master, not yet on a replica: done as far as this worker can
+            # tell (a master lost now brings the jobs back, locked, to run again).
+            log.warning(
+                "%s: completion of %d job(s) not confirmed by a replica: %s",
+                self.rt.id,
+                len(jobs),
+                safe_str(exc),
+            )
+            statuses = [Status(int(s)) for s in exc.reply or [Status.OK] * len(jobs)]  # type: ignore[attr-defined]
         except Exception as exc:
             if len(executions) > 1:  # find the job it is about
                 return [bad for ex in executions for bad in self._complete([ex])]
@@ -205,6 +222,15 @@ class Committer:
                     started_ms=ex.started_ms,
                 ),
             )
+        except ReplicationTimeoutError as exc:
+            log.warning(
+                "%s: the failure of job %s (%s) is recorded but not confirmed by a replica: %s",
+                self.rt.id,
+                job.id,
+                job.type,
+                safe_str(exc),
+            )
+            return
         except OptimisticLockingError:
             self.rt.metrics.add(m.COMMIT_REFUSED)
             log.warning(

@@ -12,7 +12,7 @@ import orjson
 if TYPE_CHECKING:
     from rexec.app import App
     from rexec.settings import WorkerSettings
-from rexec.urls import mask_password
+from rexec.connection import mask_password
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -59,7 +59,7 @@ def banner(app: App, settings: WorkerSettings, node_id: str) -> list[str]:
         f" namespace {settings.namespace!r}",
         f"{settings.processes} worker process(es) x {settings.concurrency} slots;"
         f" acquisition {settings.acquisition}, lock {settings.lock_ms} ms,"
-        f" strategy {settings.strategy or 'defaults'}",
+        f" strategy {settings.strategy or 'defaults'}, durability {app.durability}",
     ]
     if settings.types or settings.priority_min is not None or settings.priority_max is not None:
         lines.append(

@@ -31,7 +31,7 @@ from typing import Any
 import redis
 
 from rexec.definitions import worker_types
-from rexec.errors import ConfigurationError, safe_str
+from rexec.errors import ConfigurationError, ReplicationTimeoutError, safe_str
 from rexec.executor.logs import banner, configure_logging, mask_url
 from rexec.executor.process import worker_process_main
 from rexec.health import HealthServer, Probe, ProcessHealth, ProcessState, liveness, readiness
@@ -283,7 +283,7 @@ class Node:
 
 
 def wait_for_redis(
-    client: redis.Redis,
+    client: redis.Redis | Callable[[], redis.Redis],
     url: str,
     timeout_s: float | None,
     stopped: Callable[[], bool] = lambda: False,
@@ -295,7 +295,9 @@ def wait_for_redis(
     said = started
     while not stopped():
         try:
-            client.ping()
+            # A callable makes the client in the loop: a cluster client connects when
+            # it is made, and a cluster that is not up yet is waited for too.
+            (client() if callable(client) else client).ping()
             if time.monotonic() - started > 1.0:
                 log.info("Redis at %s answers now", mask_url(url))
             return True
@@ -330,7 +332,11 @@ def run_node(settings: WorkerSettings) -> int:
     settings = dataclasses.replace(settings, node_id=node_id)
     try:
         settings = dataclasses.replace(
-            settings, redis_url=app.resolved_url(), namespace=app.namespace
+            settings,
+            redis_url=app.resolved_url(),
+            namespace=app.namespace,
+            durability=app.durability,
+            replication_timeout_ms=app.replication_timeout_ms,
         )
         for line in banner(app, settings, node_id):
             log.info("%s", line)
@@ -342,10 +348,13 @@ def run_node(settings: WorkerSettings) -> int:
 
     def prepare(stopped: Callable[[], bool]) -> bool:
         url = settings.redis_url or ""
-        if not wait_for_redis(app.client, url, settings.connect_timeout_s, stopped):
+        if not wait_for_redis(lambda: app.client, url, settings.connect_timeout_s, stopped):
             return False
         # The app's job definitions go into the store before any of its jobs runs.
-        log.info("deployed job definitions: %s", app.deploy())
+        try:
+            log.info("deployed job definitions: %s", app.deploy())
+        except ReplicationTimeoutError as exc:
+            log.warning("deployed job definitions, not confirmed by a replica: %s", exc)
         return True
 
     try:

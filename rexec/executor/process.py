@@ -22,12 +22,13 @@ from typing import Any
 import orjson
 
 from rexec.app import App
+from rexec.errors import is_transient
 from rexec.executor.acquirer import Acquirer
 from rexec.executor.committer import Committer
 from rexec.executor.event_loop import EventLoop
 from rexec.executor.execution import Chain
 from rexec.executor.housekeeper import Housekeeper
-from rexec.executor.runtime import Runtime
+from rexec.executor.runtime import RedisHealth, Runtime
 from rexec.executor.slots import Slots
 from rexec.health import ProcessHealth
 from rexec.settings import WorkerSettings
@@ -197,6 +198,28 @@ def fold_metrics_on_clean_stop(worker: Worker) -> None:
     worker.store.retire_worker(worker.id)
 
 
+def open_store_when_reachable(
+    app: App, worker_id: str, health: ProcessHealth | None, max_wait_s: float = 2.0
+) -> None:
+    """Opens the app's store, waiting while Redis is away: opening reads the namespace's
+    partition layout (rexec/partitions.py), and a worker started during an outage waits
+    for Redis, saying so as its loops do (once), instead of dying."""
+    redis_health = RedisHealth(worker_id, None if health is None else health.set_redis_ok)
+    wait_s = 0.05
+    while True:
+        try:
+            app.open_store()
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            redis_health.down(exc)
+            time.sleep(wait_s)
+            wait_s = min(max_wait_s, wait_s * 2)
+        else:
+            redis_health.up()
+            return
+
+
 def worker_process_main(
     settings: WorkerSettings, index: int, node_id: str, health: ProcessHealth | None = None
 ) -> None:
@@ -209,6 +232,7 @@ def worker_process_main(
     configure_logging(settings.log_level, settings.log_format)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor handles Ctrl-C
     app = load_app(settings)
+    open_store_when_reachable(app, f"{node_id}.{index}.{os.getpid()}", health)
 
     worker = Worker(app, settings, index=index, node_id=node_id, health=health)
     signal.signal(signal.SIGTERM, lambda *_: worker.stop())

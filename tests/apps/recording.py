@@ -27,19 +27,35 @@ Job types:
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import threading
 import time
 from typing import Any
 
 import orjson
+import redis
 
 from rexec import App
 from rexec.context import JobContext
 
+LOG_URL_ENV = "REXEC_TEST_LOG_URL"
+
 
 def log_key(namespace: str) -> str:
     return f"rexec-test:{namespace}:log"
+
+
+@functools.cache
+def _log_redis(url: str) -> redis.Redis:
+    return redis.Redis.from_url(url)
+
+
+def log_client(app: App) -> redis.Redis:
+    """Where the records go: the Redis of ``REXEC_TEST_LOG_URL`` when set (so a test
+    that kills a master of the app's Redis keeps its records), else the app's own."""
+    url = os.environ.get(LOG_URL_ENV)
+    return _log_redis(url) if url else app.client
 
 
 def _record(ctx: JobContext, event: str, payload: Any, started: float | None = None) -> float:
@@ -56,7 +72,7 @@ def _record(ctx: JobContext, event: str, payload: Any, started: float | None = N
         "started": started,
         "payload": payload,
     }
-    ctx.app.client.rpush(log_key(ctx.app.namespace), orjson.dumps(record))
+    log_client(ctx.app).rpush(log_key(ctx.app.namespace), orjson.dumps(record))
     return now
 
 
