@@ -705,6 +705,12 @@ class PartitionedStore(Store):
     def delete(self, job_ids: Sequence[str]) -> list[Status]:
         return self._routed(job_ids, "", lambda p, ids: p.delete(ids))
 
+    def next_due_ms(self, types: Iterable[str], until_ms: int, scan: int = 1000) -> int | None:
+        """The earliest of every partition's (``run_until_empty`` waits for it)."""
+        wanted = list(types)
+        dues = [part.next_due_ms(wanted, until_ms, scan) for part in self.parts]
+        return min((due for due in dues if due is not None), default=None)
+
     def state_counts(self, now_ms: int) -> dict[str, int]:
         total: dict[str, int] = {}
         for part in self.parts:

@@ -303,3 +303,33 @@ def test_results_are_kept_as_a_worker_keeps_them(app: App) -> None:
     info = doubled.info()
     assert info.attempts == 1 and len(info.worker_ids) == 1
     assert info.worker_ids[0].startswith("inline-")
+
+
+def test_on_a_partitioned_namespace_it_runs_and_waits_for_every_partitions_jobs(
+    redis_url: str, namespace: str
+) -> None:
+    app = App(redis_url, namespace=namespace, partitions=3)
+    ran: list[Any] = []
+
+    @app.job("spread")
+    def spread(ctx: JobContext, payload: Any) -> None:
+        ran.append(payload)
+
+    app.deploy()
+    first = app.store.partition_stores[0].keys.prefix
+    now = [app.enqueue("spread", i) for i in range(6)]  # round-robin over the partitions
+    assert len({app.store.keys_of_job(i).prefix for i in now}) == 3
+    # delayed jobs only outside partition 0, so waiting must look at every partition
+    later: list[str] = []
+    while len(later) < 4:
+        job_id = app.enqueue("spread", 10 + len(later), delay_ms=300)
+        if app.store.keys_of_job(job_id).prefix == first:
+            app.management.delete_job(job_id)
+        else:
+            later.append(job_id)
+    assert app.run_until_empty() == 6
+    assert sorted(ran) == list(range(6))
+    assert app.run_until_empty(timeout=30) == 4
+    assert sorted(ran) == [*range(6), *range(10, 14)]
+    assert app.management.counts()["total"] == 0
+    app.close()
