@@ -458,10 +458,16 @@ def namespace() -> None:
 def namespace_create(name: str, partitions: int, redis_url: str | None) -> None:
     """Create namespace NAME with its partition count (an existing namespace must have
     the same count: it is fixed at creation)."""
-    with App(redis_url, namespace=name, partitions=partitions) as app:
+    # The Redis an operator command reads (never a newly started embedded one).
+    from rexec.connection import mask_password
+
+    target = resolve(redis_url, name, None)
+    with App(target.app.redis_url, namespace=name, partitions=partitions) as app:
         _ = app.store  # creates it, or checks the count
         layout = read_layout(app.client, name)
-        click.echo(f"namespace {name!r}: {layout.count} partition{'s' if layout.count > 1 else ''}")
+        where = f"{mask_password(target.app.redis_url or '')} ({target.url_source})"
+        many = "s" if layout.count > 1 else ""
+        click.echo(f"namespace {name!r}: {layout.count} partition{many}, on Redis {where}")
 
 
 @namespace.command("show")
@@ -471,7 +477,10 @@ def namespace_create(name: str, partitions: int, redis_url: str | None) -> None:
 def namespace_show(name: str | None, as_json: bool, redis_url: str | None) -> None:
     """The partitions of namespace NAME (or REXEC_NAMESPACE, else default): their hash
     tags, Redis Cluster slots and jobs."""
-    with App(redis_url, namespace=name) as app:
+    target = resolve(redis_url, name, None)
+    if not as_json:
+        tell_target(target)
+    with target.app as app:
         store = app.store
         now = store.time_ms()
         rows = [

@@ -517,3 +517,26 @@ def test_an_app_without_redis_opens_partition_zero_for_now_and_reads_the_layout_
     app.close()
     with pytest.raises(redis.ConnectionError):
         _ = App("redis://127.0.0.1:1/0", namespace=namespace, partitions=3).store
+
+
+def test_namespace_commands_never_start_an_embedded_redis_of_their_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Like every operator command, they read the Redis named (or the embedded one
+    running): with none, one line, exit 2, and no Redis started in a fresh home."""
+    from click.testing import CliRunner
+
+    from rexec.cli import main
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("REXEC_REDIS_URL", raising=False)
+    monkeypatch.delenv("REXEC_APP", raising=False)
+    monkeypatch.setenv("REXEC_HOME", str(tmp_path / "rexec"))
+    for args in (["namespace", "show"], ["namespace", "create", "shop", "--partitions", "2"]):
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 2, result.output
+        assert result.output.startswith("error: no Redis to read"), result.output
+        assert len(result.output.strip().splitlines()) == 1
+    from rexec.embedded import running_server_url
+
+    assert running_server_url() is None
