@@ -267,13 +267,24 @@ def _failover_retry() -> Retry:
 class _Sentinels(Sentinel):
     """redis-py's Sentinel client, saying in one line why no master was found."""
 
+    def _where(self) -> str:
+        return ",".join(f"{c.connection_pool.connection_kwargs.get('host')}:"
+                        f"{c.connection_pool.connection_kwargs.get('port')}"
+                        for c in self.sentinels)  # fmt: skip
+
     def discover_master(self, service_name: str) -> tuple[str, int]:
         try:
             found: tuple[str, int] = super().discover_master(service_name)  # type: ignore[no-untyped-call]
+        except redis.ResponseError as exc:
+            if "unknown command" not in str(exc).lower():
+                raise
+            # A plain Redis (or a cluster node) given as a Sentinel.
+            raise ConfigurationError(
+                f"{self._where()} is not a Sentinel (it does not know the SENTINEL"
+                " command): give redis:// for a plain Redis, or the Sentinels' addresses"
+            ) from None
         except MasterNotFoundError:
-            where = ",".join(f"{c.connection_pool.connection_kwargs.get('host')}:"
-                             f"{c.connection_pool.connection_kwargs.get('port')}"
-                             for c in self.sentinels)  # fmt: skip
+            where = self._where()
             answering, knowing = 0, 0
             for sentinel in self.sentinels:
                 try:

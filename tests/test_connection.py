@@ -114,6 +114,13 @@ def test_an_unknown_sentinel_service_is_a_configuration_error(
         client.ping()  # at once: not retried as a failover would be
 
 
+def test_a_plain_redis_given_as_a_sentinel_is_a_configuration_error(redis_url: str) -> None:
+    address = redis_url.split("://", 1)[1].split("/", 1)[0]
+    client = connect(f"redis+sentinel://{address}/mymaster")
+    with pytest.raises(ConfigurationError, match=f"{address} is not a Sentinel"):
+        client.ping()  # at once, in one line, not a raw "unknown command" reply
+
+
 def test_sentinels_that_do_not_answer_are_a_connection_error() -> None:
     ports = [free_cluster_port(set()) for _ in range(2)]
     client = connect(f"redis+sentinel://127.0.0.1:{ports[0]},127.0.0.1:{ports[1]}/m")
