@@ -61,6 +61,7 @@ from rexec.cluster import node_command
 from rexec.codec import unpack
 from rexec.context import JobContext
 from rexec.errors import ConfigurationError
+from rexec.executor.node import STOP_WITH_PARENT_ENV
 from rexec.redis_server import RedisServer, RedisServerConfig
 from rexec.settings import WorkerSettings
 from rexec.store import Store
@@ -536,7 +537,7 @@ class _Node:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                env={**os.environ, **env},
+                env={**os.environ, **env, STOP_WITH_PARENT_ENV: str(os.getpid())},
                 start_new_session=True,
             )
         self.starts += 1

@@ -17,6 +17,7 @@ from types import TracebackType
 import orjson
 
 from rexec.errors import ConfigurationError
+from rexec.executor.node import STOP_WITH_PARENT_ENV
 from rexec.settings import WorkerSettings
 
 
@@ -33,7 +34,8 @@ class LocalCluster:
     def __init__(self, settings: WorkerSettings, nodes: int, env: dict[str, str] | None = None):
         self.settings = settings
         self.nodes = nodes
-        self.env = {**os.environ, **(env or {})}
+        # The nodes stop by themselves if this process dies without stopping them.
+        self.env = {**os.environ, **(env or {}), STOP_WITH_PARENT_ENV: str(os.getpid())}
         self.log_dir = Path(tempfile.mkdtemp(prefix="rexec-cluster-"))
         self._procs: list[subprocess.Popen[bytes]] = []
 

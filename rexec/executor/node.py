@@ -44,6 +44,16 @@ WEDGED_AFTER_S = 60.0
 WAITING_SAY_EVERY_S = 5.0
 
 
+# Set by the lab tools that start nodes (demo, bench, chaos) to their own pid: such a node
+# stops, as on SIGTERM, once that process is gone, instead of running on orphaned.
+STOP_WITH_PARENT_ENV = "REXEC_STOP_WITH_PARENT"
+
+
+def _parent_pid() -> int | None:
+    value = os.environ.get(STOP_WITH_PARENT_ENV, "")
+    return int(value) if value.isdigit() else None
+
+
 class Node:
     def __init__(
         self,
@@ -71,6 +81,7 @@ class Node:
         self._asked_to_stop: set[int] = set()  # workers that were running at the signal
         self.restarted = 0
         self.abandoned_max = settings.abandoned_max or settings.concurrency
+        self._parent = _parent_pid()
 
     def _serve_metrics(self, port: int) -> None:
         # Read from Redis like the cockpit does: the runtime never imports it.
@@ -152,6 +163,16 @@ class Node:
                 if process.pid is not None and process.is_alive():
                     os.kill(process.pid, signal.SIGKILL)
 
+    def _watch_parent(self) -> None:
+        """Stops the node, as SIGTERM would, once the lab tool that started it is gone."""
+        if self._parent is not None and self._signals == 0 and os.getppid() != self._parent:
+            log.warning(
+                "node %s: the process that started it (pid %d) is gone; stopping",
+                self.node_id,
+                self._parent,
+            )
+            self._on_signal(signal.SIGTERM, None)
+
     def _check(self, index: int, process: BaseProcess) -> None:
         """Recycles a live process with too many abandoned handlers; kills a wedged one."""
         beat = self._health[index].last_beat() or self._started[index]
@@ -212,6 +233,7 @@ class Node:
         while self._signals == 0:
             time.sleep(0.1)
             self._beat = time.monotonic()
+            self._watch_parent()
             for index, process in list(self._processes.items()):
                 if self._signals:
                     break
@@ -264,6 +286,7 @@ class Node:
         """The supervisor's beat while it waits before starting processes; True once
         it has been signalled to stop."""
         self._beat = time.monotonic()
+        self._watch_parent()
         return self._signals > 0
 
     def _killed_while_starting(self, index: int, process: BaseProcess) -> bool:
@@ -277,6 +300,7 @@ class Node:
         while self._signals == 0:
             time.sleep(0.1)
             self._beat = time.monotonic()
+            self._watch_parent()
         if health is not None:
             health.close()
         return 1
