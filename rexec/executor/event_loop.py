@@ -19,7 +19,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from rexec.errors import JobTimeoutError
 from rexec.executor.execution import COMPLETED, Chain, Execution
@@ -230,45 +230,22 @@ class EventLoop:
         """Runs jobs of one ``async def`` batch type in one call; returns the exclusive
         follow-ups locked for them, or None if the call timed out and was abandoned."""
         rt = self.rt
-        runs: list[Execution] = []
-        payloads: list[object] = []
-        for job in jobs:
-            if not rt.held.may_start(job):
-                continue
-            execution = rt.begin(job, chain)
-            if execution.outcome is None:
-                ok, payload = rt.payload_of(execution)
-                if ok:
-                    runs.append(execution)
-                    payloads.append(payload)
-                    continue
+        runs, payloads, decided = rt.begin_batch(
+            [job for job in jobs if rt.held.may_start(job)], chain
+        )
+        for execution in decided:
             self._finished(execution)
         if not runs:
             return []
         lead = runs[0]
         lead.batch = runs[1:]
         assert lead.definition is not None
-        result: object = None
-        error: BaseException | None = None
-        timeout = lead.definition.timeout_ms
-        self.current.add(lead)
-        started = time.perf_counter()
-        try:
-            async with asyncio.timeout(timeout / 1000 if timeout else None):
-                result = await lead.definition.handler([ex.ctx for ex in runs], payloads)
-        except TimeoutError as exc:
-            if lead.deadline is not None and time.monotonic() >= lead.deadline:
-                error = JobTimeoutError(
-                    f"job {lead.job.id} ({lead.job.type}) ran past its timeout of"
-                    f" {timeout} ms (in a batch of {len(runs)})"
-                )
-            else:
-                error = exc
-        except BaseException as exc:  # SystemExit, CancelledError: the jobs fail
-            error = exc
-        finally:
-            self.current.discard(lead)
-        elapsed_ms = (time.perf_counter() - started) * 1000
+        handler = lead.definition.handler
+        result, error, elapsed_ms = await self._call(
+            lead,
+            lambda: handler([ex.ctx for ex in runs], payloads),
+            f" (in a batch of {len(runs)})",
+        )
         for _ in runs:
             rt.metrics.execution_time(elapsed_ms)
         outcomes = rt.batch_outcomes(runs, result, error)
@@ -291,6 +268,35 @@ class EventLoop:
                 locked += follow_ups
         return locked
 
+    async def _call(
+        self, execution: Execution, call: Callable[[], Awaitable[object]], where: str
+    ) -> tuple[object, BaseException | None, float]:
+        """Awaits a handler's call within its execution's timeout: its result, the
+        error that ended it (SystemExit, CancelledError too: the job fails, not the
+        loop) and the wall time in ms."""
+        assert execution.definition is not None
+        result: object = None
+        error: BaseException | None = None
+        timeout = execution.definition.timeout_ms
+        self.current.add(execution)
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(timeout / 1000 if timeout else None):
+                result = await call()
+        except TimeoutError as exc:
+            if execution.deadline is not None and time.monotonic() >= execution.deadline:
+                error = JobTimeoutError(
+                    f"job {execution.job.id} ({execution.job.type}) ran past its timeout"
+                    f" of {timeout} ms{where}"
+                )
+            else:
+                error = exc
+        except BaseException as exc:
+            error = exc
+        finally:
+            self.current.discard(execution)
+        return result, error, (time.perf_counter() - started) * 1000
+
     async def _execute(self, execution: Execution) -> bool:
         """Runs the handler; False if its execution was decided elsewhere (timed out
         while it ignored its cancellation)."""
@@ -299,27 +305,11 @@ class EventLoop:
         if not ok:
             return True
         assert execution.definition is not None and execution.ctx is not None
-        result: object = None
-        error: BaseException | None = None
-        timeout = execution.definition.timeout_ms
-        self.current.add(execution)
-        started = time.perf_counter()
-        try:
-            async with asyncio.timeout(timeout / 1000 if timeout else None):
-                result = await execution.definition.handler(execution.ctx, payload)
-        except TimeoutError as exc:
-            if execution.deadline is not None and time.monotonic() >= execution.deadline:
-                error = JobTimeoutError(
-                    f"job {execution.job.id} ({execution.job.type}) ran past its timeout"
-                    f" of {timeout} ms"
-                )
-            else:
-                error = exc
-        except BaseException as exc:  # SystemExit, CancelledError: the job fails
-            error = exc
-        finally:
-            self.current.discard(execution)
-        rt.metrics.execution_time((time.perf_counter() - started) * 1000)
+        definition, ctx = execution.definition, execution.ctx
+        result, error, elapsed_ms = await self._call(
+            execution, lambda: definition.handler(ctx, payload), ""
+        )
+        rt.metrics.execution_time(elapsed_ms)
         if rt.handler_ended(execution, result, error):
             return True
         if rt.executions.returned(execution):

@@ -207,6 +207,25 @@ class Runtime:
         execution.ctx = JobContext(job, self.app, self.id, self.lockable_types)
         return execution
 
+    def begin_batch(
+        self, jobs: list[Job], chain: Chain | None
+    ) -> tuple[list[Execution], list[object], list[Execution]]:
+        """Executions for one batch handler call: those to run with their payloads,
+        and those already decided (cannot run here, or an unreadable payload)."""
+        runs: list[Execution] = []
+        payloads: list[object] = []
+        decided: list[Execution] = []
+        for job in jobs:
+            execution = self.begin(job, chain)
+            if execution.outcome is None:
+                ok, payload = self.payload_of(execution)
+                if ok:
+                    runs.append(execution)
+                    payloads.append(payload)
+                    continue
+            decided.append(execution)
+        return runs, payloads, decided
+
     def payload_of(self, execution: Execution) -> tuple[bool, Any]:
         try:
             return True, execution.job.payload

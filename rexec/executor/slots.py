@@ -269,20 +269,10 @@ class Slots:
         follow-ups locked for them (to run next in ``chain``, whose rest a timeout
         takes over)."""
         rt = self.rt
-        runs: list[Execution] = []
-        payloads: list[object] = []
-        for job in jobs:
-            if not rt.held.may_start(job):
-                rt.metrics.add(m.LOCK_LOST_UNSTARTED)
-                continue
-            execution = rt.begin(job, chain)
-            if execution.outcome is None:
-                ok, payload = rt.payload_of(execution)
-                if ok:
-                    runs.append(execution)
-                    payloads.append(payload)
-                    continue
-            done.append(execution)
+        startable = [job for job in jobs if rt.held.may_start(job)]
+        rt.metrics.add(m.LOCK_LOST_UNSTARTED, len(jobs) - len(startable))
+        runs, payloads, decided = rt.begin_batch(startable, chain)
+        done += decided
         if not runs:
             return []
         lead = runs[0]
