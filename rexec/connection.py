@@ -214,14 +214,7 @@ def connect(url: str) -> redis.Redis:
         except ValueError as exc:
             raise _bad(url, str(exc)) from exc
     kwargs, sentinel_password = _client_options(address)
-    common: dict[str, Any] = {
-        "username": address.username,
-        "password": address.password,
-        "decode_responses": False,
-        **kwargs,
-    }
-    if address.tls:
-        common["ssl"] = True
+    common = _common_options(address, kwargs)
     if address.kind == "cluster":
         nodes = [ClusterNode(host, port) for host, port in address.hosts]  # type: ignore[no-untyped-call]
         try:
@@ -234,9 +227,7 @@ def connect(url: str) -> redis.Redis:
             raise _bad(url, str(exc)) from exc
         # A RedisCluster serves the same commands for the keys of one slot.
         return cast(redis.Redis, cluster)
-    sentinel_kwargs: dict[str, Any] = {"password": sentinel_password}
-    if address.tls:
-        sentinel_kwargs["ssl"] = True
+    sentinel_kwargs = _sentinel_options(address, sentinel_password)
     for name in ("socket_timeout", "socket_connect_timeout"):
         if name in kwargs:
             sentinel_kwargs[name] = kwargs[name]
@@ -255,6 +246,27 @@ def connect(url: str) -> redis.Redis:
     except (TypeError, ValueError) as exc:
         raise _bad(url, str(exc)) from exc
     return master
+
+
+def _common_options(address: RedisAddress, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The client options of a cluster's or a Sentinel service's nodes."""
+    common: dict[str, Any] = {
+        "username": address.username,
+        "password": address.password,
+        "decode_responses": False,
+        **kwargs,
+    }
+    if address.tls:
+        common["ssl"] = True
+    return common
+
+
+def _sentinel_options(address: RedisAddress, password: str | None) -> dict[str, Any]:
+    """The options of the connections to the Sentinels themselves."""
+    options: dict[str, Any] = {"password": password}
+    if address.tls:
+        options["ssl"] = True
+    return options
 
 
 def _failover_retry() -> Retry:
@@ -322,21 +334,12 @@ def connect_async(url: str) -> redis.asyncio.Redis:
         except ValueError as exc:
             raise _bad(url, str(exc)) from exc
     kwargs, sentinel_password = _client_options(address)
-    common: dict[str, Any] = {
-        "username": address.username,
-        "password": address.password,
-        "decode_responses": False,
-        **kwargs,
-    }
-    if address.tls:
-        common["ssl"] = True
+    common = _common_options(address, kwargs)
     if address.kind == "cluster":
         nodes = [redis.asyncio.cluster.ClusterNode(h, p) for h, p in address.hosts]
         cluster = redis.asyncio.cluster.RedisCluster(startup_nodes=nodes, **common)
         return cast(redis.asyncio.Redis, cluster)
-    sentinel_kwargs: dict[str, Any] = {"password": sentinel_password}
-    if address.tls:
-        sentinel_kwargs["ssl"] = True
+    sentinel_kwargs = _sentinel_options(address, sentinel_password)
     sentinel = redis.asyncio.sentinel.Sentinel(list(address.hosts), sentinel_kwargs=sentinel_kwargs)  # type: ignore[no-untyped-call]
     assert address.service is not None
     master: redis.asyncio.Redis = sentinel.master_for(address.service, db=address.db, **common)
